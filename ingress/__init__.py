@@ -1,0 +1,82 @@
+"""The web process: a thin Flask app that verifies, enqueues and answers.
+
+``create_app`` builds the app from checked ``Settings``; ``ingress.wsgi`` is the
+module gunicorn serves.
+"""
+
+from dataclasses import dataclass
+
+import redis
+from flask import Flask, jsonify
+from rq import Queue
+
+from ingress import oauth, webhooks
+from ingress.raw_body import RawBodyMiddleware
+from shared import queues
+from shared.installations import InstallationStore, TokenCipher
+from shared.plane_oauth import PlaneOAuthClient
+from shared.redis_client import connect
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class IngressContext:
+    """What the request handlers share, stored in ``app.extensions["planeapp"]``."""
+
+    settings: Settings
+    redis: redis.Redis
+    store: InstallationStore
+    oauth: PlaneOAuthClient
+    install_queue: Queue
+    delivery_queue: Queue
+
+
+def create_app(settings: Settings, *, connection: redis.Redis | None = None) -> Flask:
+    """Build the ingress app for ``settings``."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="plane_app_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        # Lax still sends the cookie on Plane's top-level redirect to the callback.
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.plane_redirect_uri.startswith("https://"),
+    )
+
+    connection = connection or connect(settings.redis_url)
+    app.extensions["planeapp"] = IngressContext(
+        settings=settings,
+        redis=connection,
+        store=InstallationStore(
+            connection, TokenCipher(settings.token_encryption_keys)
+        ),
+        oauth=PlaneOAuthClient(
+            base_url=settings.plane_base_url,
+            client_id=settings.plane_client_id,
+            client_secret=settings.plane_client_secret,
+            redirect_uri=settings.plane_redirect_uri,
+            scopes=settings.plane_scopes,
+        ),
+        install_queue=queues.get_queue(queues.INSTALL_QUEUE, connection),
+        delivery_queue=queues.get_queue(queues.DELIVERY_QUEUE, connection),
+    )
+
+    app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(oauth.blueprint)
+    app.add_url_rule("/healthz", "healthz", _health)
+    app.wsgi_app = RawBodyMiddleware(
+        app.wsgi_app,
+        paths=(webhooks.WEBHOOK_PATH,),
+        max_bytes=settings.webhook_max_body_bytes,
+    )
+    return app
+
+
+def _health():
+    from flask import current_app
+
+    try:
+        current_app.extensions["planeapp"].redis.ping()
+    except redis.RedisError:
+        return jsonify(status="unavailable", redis="unreachable"), 503
+    return jsonify(status="ok", redis="ok"), 200

@@ -1,0 +1,91 @@
+"""Errors this project raises on purpose.
+
+Each class carries the decision its catcher makes: ``status_code`` is what the
+ingress answers, ``retryable`` tells a worker whether a later attempt may succeed.
+"""
+
+
+class PlaneAppError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+    status_code = 500
+    retryable = False
+
+
+class SettingsError(PlaneAppError):
+    """One or more settings are missing or invalid; the message lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"Invalid configuration ({len(problems)} problem(s)):\n{lines}\n"
+            "Set these in the environment or in .env; .env.example lists every "
+            "setting with a description."
+        )
+
+
+class JobArgumentError(PlaneAppError, TypeError):
+    """A job argument cannot travel through the JSON job serializer."""
+
+
+class PlaneAPIError(PlaneAppError):
+    """Plane answered a request with an error.
+
+    ``status`` is Plane's HTTP status (None for a transport failure) and
+    ``body`` its parsed answer, so callers can decide without re-parsing.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, body: object = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class PlaneUnavailableError(PlaneAPIError):
+    """Plane answered 5xx, timed out or could not be reached; try again later."""
+
+    status_code = 502
+    retryable = True
+
+
+class PlaneRateLimitedError(PlaneAPIError):
+    """Plane answered 429; ``retry_after`` is the wait in seconds it asked for."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class OAuthError(PlaneAPIError):
+    """Plane's token endpoint rejected a request with an OAuth error code."""
+
+    def __init__(self, message: str, *, error: str, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.error = error
+
+
+class InvalidGrantError(OAuthError):
+    """The code or refresh token is unknown, expired or already used."""
+
+
+class InvalidClientError(OAuthError):
+    """Plane did not accept PLANE_CLIENT_ID and PLANE_CLIENT_SECRET."""
+
+
+class ReauthorizationRequiredError(PlaneAppError):
+    """An installation's user tokens are gone; the workspace must reinstall the app."""
+
+
+class InstallationNotFoundError(PlaneAppError):
+    """No installation is stored for a workspace or installation id."""
+
+    retryable = True
+
+
+class InstallationInactiveError(PlaneAppError):
+    """The installation exists but is uninstalled, so its events are dropped."""

@@ -1,0 +1,228 @@
+"""Read and check every setting in one place.
+
+``load_settings`` is the only code in the project that reads ``os.environ``. It
+collects every problem it finds, so a person fixing a fresh ``.env`` sees all
+of them at once instead of one per restart.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from dotenv import dotenv_values
+
+from shared.errors import SettingsError
+
+DEFAULT_SCOPES = "read write"
+
+# Plane's largest work-item payloads are a few hundred KB (description HTML plus
+# label and assignee objects); 5 MiB leaves a wide margin and still bounds memory.
+DEFAULT_WEBHOOK_MAX_BODY_BYTES = 5 * 1024 * 1024
+
+# Refresh a token this long before Plane says it expires, so a call made at the
+# end of a long handler never carries a token that dies on the way.
+DEFAULT_TOKEN_REFRESH_MARGIN_SECONDS = 300
+
+MIN_SECRET_KEY_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked configuration of one process."""
+
+    plane_base_url: str
+    plane_client_id: str
+    plane_client_secret: str
+    plane_redirect_uri: str
+    plane_scopes: str
+    webhook_secrets: tuple[str, ...]
+    redis_url: str
+    secret_key: str
+    token_encryption_keys: tuple[str, ...]
+    handler_modules: tuple[str, ...]
+    sentry_dsn: str
+    allow_install_without_state: bool
+    webhook_max_body_bytes: int
+    token_refresh_margin_seconds: int
+    worker_concurrency: int
+    log_level: str
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, dotenv_path: str = ".env"
+) -> Settings:
+    """Build ``Settings`` from ``environ`` (default: the process environment and .env).
+
+    Variables in the environment win over the same names in ``.env``. Raises
+    ``SettingsError`` naming every missing or invalid variable.
+    """
+    if environ is None:
+        merged = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+        merged.update(os.environ)
+        environ = merged
+
+    reader = _Reader(environ)
+    settings = Settings(
+        plane_base_url=reader.url("PLANE_BASE_URL").rstrip("/"),
+        plane_client_id=reader.required(
+            "PLANE_CLIENT_ID", "Copy it from your app's settings in Plane."
+        ),
+        plane_client_secret=reader.required(
+            "PLANE_CLIENT_SECRET", "Copy it from your app's settings in Plane."
+        ),
+        plane_redirect_uri=reader.url("PLANE_REDIRECT_URI"),
+        plane_scopes=reader.optional("PLANE_SCOPES", DEFAULT_SCOPES),
+        webhook_secrets=reader.secret_list("PLANE_WEBHOOK_SECRET"),
+        redis_url=reader.redis_url("REDIS_URL"),
+        secret_key=reader.secret_key("SECRET_KEY"),
+        token_encryption_keys=reader.fernet_keys("TOKEN_ENCRYPTION_KEYS"),
+        handler_modules=reader.name_list("HANDLER_MODULES"),
+        sentry_dsn=reader.optional("SENTRY_DSN", ""),
+        allow_install_without_state=reader.boolean(
+            "PLANE_ALLOW_INSTALL_WITHOUT_STATE", False
+        ),
+        webhook_max_body_bytes=reader.positive_int(
+            "WEBHOOK_MAX_BODY_BYTES", DEFAULT_WEBHOOK_MAX_BODY_BYTES
+        ),
+        token_refresh_margin_seconds=reader.positive_int(
+            "TOKEN_REFRESH_MARGIN_SECONDS", DEFAULT_TOKEN_REFRESH_MARGIN_SECONDS
+        ),
+        worker_concurrency=reader.positive_int("WORKER_CONCURRENCY", 2),
+        log_level=reader.choice(
+            "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+        ),
+    )
+    if reader.problems:
+        raise SettingsError(reader.problems)
+    return settings
+
+
+class _Reader:
+    """Read typed values from a mapping and collect a message for each bad one."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def _raw(self, name: str) -> str:
+        return self.environ.get(name, "").strip()
+
+    def required(self, name: str, hint: str) -> str:
+        value = self._raw(name)
+        if not value:
+            self.problems.append(f"{name} is not set. {hint}")
+        return value
+
+    def optional(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def url(self, name: str) -> str:
+        value = self.required(name, "Give a full http:// or https:// URL.")
+        if value and (urlsplit(value).scheme not in ("http", "https")):
+            self.problems.append(
+                f"{name} must be an http:// or https:// URL, got {value!r}."
+            )
+        return value
+
+    def redis_url(self, name: str) -> str:
+        value = self.required(
+            name, "Give your Redis URL, for example redis://127.0.0.1:6379/0."
+        )
+        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            self.problems.append(
+                f"{name} must start with redis://, rediss:// or unix://, "
+                f"got {urlsplit(value).scheme!r}."
+            )
+        return value
+
+    def secret_list(self, name: str) -> tuple[str, ...]:
+        raw = self.environ.get(name, "")
+        if not raw.strip():
+            self.problems.append(
+                f"{name} is not set. Set it to the Webhook Secret from your app's "
+                "settings in Plane; without it no delivery can be verified."
+            )
+            return ()
+        secrets = tuple(part.strip() for part in raw.split(","))
+        if any(not secret for secret in secrets):
+            self.problems.append(
+                f"{name} contains an empty entry. List secrets separated by commas, "
+                "with no empty item (an empty key would accept forged signatures)."
+            )
+            return ()
+        return secrets
+
+    def secret_key(self, name: str) -> str:
+        value = self.required(
+            name,
+            'Generate one with: python -c "import secrets; '
+            'print(secrets.token_urlsafe(48))"',
+        )
+        if value and len(value) < MIN_SECRET_KEY_LENGTH:
+            self.problems.append(
+                f"{name} must be at least {MIN_SECRET_KEY_LENGTH} characters long, "
+                f"got {len(value)}."
+            )
+        return value
+
+    def fernet_keys(self, name: str) -> tuple[str, ...]:
+        hint = (
+            "Generate one with: python -c "
+            '"from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"'
+        )
+        raw = self.required(name, hint)
+        if not raw:
+            return ()
+        keys = tuple(part.strip() for part in raw.split(","))
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key)
+            except ValueError:
+                self.problems.append(
+                    f"{name} entry {position} is not a valid Fernet key "
+                    f"(32 url-safe base64-encoded bytes). {hint}"
+                )
+        return keys
+
+    def name_list(self, name: str) -> tuple[str, ...]:
+        return tuple(
+            part.strip() for part in self._raw(name).split(",") if part.strip()
+        )
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name).lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name} must be true or false, got {raw!r}.")
+        return default
+
+    def positive_int(self, name: str, default: int) -> int:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            self.problems.append(
+                f"{name} must be a positive whole number, got {raw!r}."
+            )
+            return default
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self._raw(name).upper() or default
+        if value not in allowed:
+            self.problems.append(
+                f"{name} must be one of {', '.join(allowed)}, got {value!r}."
+            )
+            return default
+        return value
