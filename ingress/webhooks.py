@@ -45,9 +45,10 @@ def receive_webhook():
 
     if request.environ[BODY_TOO_LARGE_KEY]:
         limit = context.settings.webhook_max_body_bytes
+        size = request.environ[BODY_SIZE_KEY]
         logger.error(
             "delivery rejected: body over the size limit, event lost",
-            extra={**log_fields, "size": request.environ[BODY_SIZE_KEY], "limit": limit},
+            extra={**log_fields, "size": size, "limit": limit},
         )
         return _reject(
             413, f"body exceeds the {limit}-byte limit (WEBHOOK_MAX_BODY_BYTES)"

@@ -120,7 +120,8 @@ def client_with_form_hook(settings, make_app):
 
     @app.before_request
     def read_form_values():
-        request.values  # what a CSRF extension or request logger does
+        # What a CSRF extension or a request logger does before any view runs.
+        assert request.values is not None
 
     return app.test_client()
 

@@ -21,6 +21,7 @@ import time
 
 import redis
 from rq import SimpleWorker
+from rq.job_lifecycle import call_exception_handlers
 
 from shared import queues
 from shared.errors import PlaneAppError, SettingsError
@@ -54,10 +55,26 @@ class PlaneWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
 
     def handle_exception(self, job, *exc_info):
+        """Log a job's failure without its arguments, then run the custom handlers.
+
+        RQ's own version logs the job's arguments, which hold webhook bodies.
+        An error a retry is expected to cure (a delivery that arrived before its
+        install finished) gets one WARNING line; anything else a traceback.
+        """
         error = exc_info[1]
         if isinstance(error, PlaneAppError) and not error.retryable:
             job.retries_left = 0
-        return super().handle_exception(job, *exc_info)
+        fields = {
+            "job_id": job.id,
+            "queue": job.origin,
+            "retries_left": job.retries_left,
+        }
+
+        if isinstance(error, PlaneAppError) and error.retryable and job.retries_left:
+            logger.warning("job failed, will retry: %s", error, extra=fields)
+        else:
+            logger.error("job failed: %s", error, exc_info=exc_info, extra=fields)
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
 
 
 def worker_plan(settings: Settings) -> list[tuple[str, list[str]]]:
