@@ -1,0 +1,237 @@
+"""The delivery job, run in-process against a real Redis and the Plane stand-in."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from plane_standin import defaults
+from plane_standin.server import StandIn
+from shared import queues
+from shared.errors import InstallationNotFoundError
+from shared.events import EventParseError
+from shared.installations import (
+    STATUS_INSTALLED,
+    STATUS_UNINSTALLED,
+    Installation,
+)
+from shared.registry import HandlerRegistry
+from shared.settings import load_settings
+from tests.conftest import CASE_SECRET, make_environ
+from workers import runtime
+from workers.delivery import HandlerFailedError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "plane"
+
+
+@pytest.fixture
+def standin():
+    with StandIn(
+        webhook_url="http://127.0.0.1:9/webhooks/plane",
+        webhook_secret=CASE_SECRET,
+        webhooks_for_api_changes=False,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def context(redis_url, redis_conn, standin):
+    settings = load_settings(
+        make_environ(
+            redis_url,
+            PLANE_BASE_URL=standin.url,
+            PLANE_CLIENT_SECRET=defaults.CLIENT_SECRET,
+        )
+    )
+    context = runtime.init(settings, connection=redis_conn)
+    context.registry = HandlerRegistry()
+    context.store.save(installation(STATUS_INSTALLED))
+    context.store.save_bot_token(
+        defaults.INSTALLATION_ID, standin.issue_bot_token(), time.time() + 3600
+    )
+    return context
+
+
+def installation(status: str) -> Installation:
+    return Installation(
+        id=defaults.INSTALLATION_ID,
+        workspace_id=defaults.WORKSPACE_ID,
+        workspace_slug=defaults.WORKSPACE_SLUG,
+        workspace_name=defaults.WORKSPACE_NAME,
+        bot_user_id=defaults.BOT_USER_ID,
+        application_id=defaults.APPLICATION_ID,
+        installed_by=defaults.INSTALLER_USER_ID,
+        status=status,
+        updated_at=time.time(),
+    )
+
+
+def enqueue_fixture(redis_conn, name: str, **changes):
+    payload = json.loads((FIXTURES / f"{name}.json").read_text())
+    payload.update(changes)
+    body = json.dumps(payload).encode()
+    return queues.enqueue(
+        queues.get_queue(queues.DELIVERY_QUEUE, redis_conn),
+        queues.DELIVERY_JOB,
+        args=(
+            queues.encode_body(body),
+            "5c0d1e2f-0000-4000-8000-000000009901",
+            time.time(),
+        ),
+        description="test delivery",
+        job_timeout=30,
+    )
+
+
+def test_handlers_get_event_and_bot_client(context, redis_conn):
+    seen = []
+
+    @context.registry.on("issue", "created")
+    def record(event, plane):
+        seen.append(
+            (event.event, event.action, event.workspace_slug, event.data["id"], plane)
+        )
+
+    enqueue_fixture(redis_conn, "issue.created").perform()
+
+    assert len(seen) == 1
+    assert seen[0][:4] == ("issue", "created", "acme", defaults.WORK_ITEM_ID)
+    assert seen[0][4] is context.bot_client(defaults.INSTALLATION_ID)
+
+
+def test_failed_handler_does_not_stop_others(context, redis_conn):
+    calls = []
+
+    @context.registry.on("issue", "created")
+    def broken(event, plane):
+        calls.append("broken")
+        raise RuntimeError("boom")
+
+    @context.registry.on("issue")
+    def working(event, plane):
+        calls.append("working")
+
+    job = enqueue_fixture(redis_conn, "issue.created")
+
+    with pytest.raises(HandlerFailedError, match="broken"):
+        job.perform()
+    assert calls == ["broken", "working"]
+
+
+def test_retry_runs_only_failed_handlers(context, redis_conn):
+    calls = []
+    attempts = {"broken": 0}
+
+    @context.registry.on("issue", "created")
+    def flaky(event, plane):
+        calls.append("flaky")
+        attempts["broken"] += 1
+        if attempts["broken"] == 1:
+            raise RuntimeError("first attempt fails")
+
+    @context.registry.on_any
+    def steady(event, plane):
+        calls.append("steady")
+
+    job = enqueue_fixture(redis_conn, "issue.created")
+    with pytest.raises(HandlerFailedError):
+        job.perform()
+    job.perform()
+
+    assert calls == ["flaky", "steady", "flaky"]
+
+
+def test_bot_caused_event_skipped_unless_asked(context, redis_conn):
+    calls = []
+
+    @context.registry.on("issue", "created")
+    def ordinary(event, plane):
+        calls.append("ordinary")
+
+    @context.registry.on("issue", "created", include_bot_events=True)
+    def wants_bot_events(event, plane):
+        calls.append("wants_bot_events")
+
+    payload = json.loads((FIXTURES / "issue.created.json").read_text())
+    payload["activity"]["actor"]["id"] = defaults.BOT_USER_ID
+    enqueue_fixture(redis_conn, "issue.created", activity=payload["activity"]).perform()
+
+    assert calls == ["wants_bot_events"]
+
+
+def test_unknown_workspace_raises_retryable(context, redis_conn):
+    job = enqueue_fixture(
+        redis_conn, "issue.created", workspace_id="00000000-0000-4000-8000-000000000000"
+    )
+
+    with pytest.raises(InstallationNotFoundError) as raised:
+        job.perform()
+
+    assert raised.value.retryable is True
+
+
+def test_uninstalled_workspace_is_dropped(context, redis_conn):
+    calls = []
+    context.store.save(installation(STATUS_UNINSTALLED))
+
+    @context.registry.on_any
+    def anything(event, plane):
+        calls.append(event)
+
+    enqueue_fixture(redis_conn, "issue.created").perform()
+
+    assert calls == []
+
+
+def test_envelope_without_uuid_workspace_is_not_retried(context, redis_conn):
+    job = enqueue_fixture(redis_conn, "issue.created", workspace_id="acme")
+
+    with pytest.raises(EventParseError) as raised:
+        job.perform()
+
+    assert raised.value.retryable is False
+
+
+def test_worker_skips_retries_for_permanent_errors(context, redis_conn):
+    from workers.pool import PlaneWorker
+
+    job = queues.enqueue(
+        queues.get_queue(queues.DELIVERY_QUEUE, redis_conn),
+        queues.DELIVERY_JOB,
+        args=("e30=", "delivery", 0.0),
+        description="permanent failure",
+        job_timeout=30,
+        retry_intervals=[1, 2],
+    )
+    worker = PlaneWorker(
+        [queues.get_queue(queues.DELIVERY_QUEUE, redis_conn)], connection=redis_conn
+    )
+    try:
+        raise EventParseError("not a Plane webhook envelope")
+    except EventParseError as error:
+        worker.handle_exception(job, type(error), error, error.__traceback__)
+
+    assert job.retries_left == 0
+
+
+def test_worker_keeps_retries_for_passing_errors(context, redis_conn):
+    from workers.pool import PlaneWorker
+
+    job = queues.enqueue(
+        queues.get_queue(queues.DELIVERY_QUEUE, redis_conn),
+        queues.DELIVERY_JOB,
+        args=("e30=", "delivery", 0.0),
+        description="passing failure",
+        job_timeout=30,
+        retry_intervals=[1, 2],
+    )
+    worker = PlaneWorker(
+        [queues.get_queue(queues.DELIVERY_QUEUE, redis_conn)], connection=redis_conn
+    )
+    try:
+        raise InstallationNotFoundError("not installed yet")
+    except InstallationNotFoundError as error:
+        worker.handle_exception(job, type(error), error, error.__traceback__)
+
+    assert job.retries_left == 2
