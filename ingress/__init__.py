@@ -1,4 +1,4 @@
-"""The web process: a thin Flask app that verifies, enqueues and answers.
+"""The web process: a thin Flask app that verifies, enqueues and responds.
 
 ``create_app`` builds the app from checked ``Settings``; ``ingress.wsgi`` is the
 module gunicorn serves.
@@ -21,7 +21,7 @@ from shared.settings import Settings
 
 @dataclass(frozen=True)
 class IngressContext:
-    """What the request handlers share, stored in ``app.extensions["planeapp"]``."""
+    """Dependencies the request handlers share, in ``app.extensions["planeapp"]``."""
 
     settings: Settings
     redis: redis.Redis

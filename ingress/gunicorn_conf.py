@@ -11,7 +11,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # gunicorn also reads WEB_CONCURRENCY itself; it is set here so the default is visible.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
-# Plane waits 30 s for an answer; a request that takes longer is already lost.
+# Plane waits 30 s for a response, so a request that takes longer is already lost.
 timeout = 30
 graceful_timeout = 25
 accesslog = "-"

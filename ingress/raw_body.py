@@ -16,7 +16,6 @@ BODY_TOO_LARGE_KEY = "planeapp.body_too_large"
 # Bytes received, or for a body over the limit its declared length (or, without
 # one, the bytes read before giving up: the limit plus one).
 BODY_SIZE_KEY = "planeapp.body_size"
-DECLARED_CONTENT_TYPE_KEY = "planeapp.declared_content_type"
 
 _READ_CHUNK_BYTES = 64 * 1024
 
@@ -49,7 +48,6 @@ class RawBodyMiddleware:
         environ[RAW_BODY_KEY] = body
         environ[BODY_TOO_LARGE_KEY] = size > self.max_bytes
         environ[BODY_SIZE_KEY] = size
-        environ[DECLARED_CONTENT_TYPE_KEY] = environ.get("CONTENT_TYPE", "")
         # Flask parses form content types on access; octet-stream it leaves alone.
         environ["CONTENT_TYPE"] = "application/octet-stream"
         environ["CONTENT_LENGTH"] = str(len(body))

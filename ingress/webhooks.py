@@ -1,6 +1,6 @@
-"""``POST /webhooks/plane``: verify the signature, enqueue the raw body, answer 202.
+"""``POST /webhooks/plane``: verify the signature, enqueue the raw body, return 202.
 
-Plane counts any HTTP answer as delivered and retries only when it gets none,
+Plane counts any HTTP response as delivered and retries only when it gets none,
 so the 202 goes out only after Redis has the job. No call to Plane happens here.
 """
 

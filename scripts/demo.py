@@ -179,7 +179,10 @@ def wait_until_up(url: str, processes: Processes) -> None:
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {STARTUP_TIMEOUT_SECONDS} s.")
+    raise SystemExit(
+        f"{url} did not respond within {STARTUP_TIMEOUT_SECONDS} s; "
+        "the process output above says why."
+    )
 
 
 def install_app() -> None:

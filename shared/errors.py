@@ -1,7 +1,8 @@
 """Errors this project raises on purpose.
 
-Each class carries the decision its catcher makes: ``status_code`` is what the
-ingress answers, ``retryable`` tells a worker whether a later attempt may succeed.
+Each class carries the decision its catcher makes: ``status_code`` is the HTTP
+status the ingress returns, and ``retryable`` tells a worker whether a later
+attempt may succeed.
 """
 
 
@@ -30,10 +31,10 @@ class JobArgumentError(PlaneAppError, TypeError):
 
 
 class PlaneAPIError(PlaneAppError):
-    """Plane answered a request with an error.
+    """Plane rejected or failed a request.
 
     ``status`` is Plane's HTTP status (None for a transport failure) and
-    ``body`` its parsed answer, so callers can decide without re-parsing.
+    ``body`` its parsed response, so callers can decide without re-parsing.
     """
 
     def __init__(
@@ -45,14 +46,14 @@ class PlaneAPIError(PlaneAppError):
 
 
 class PlaneUnavailableError(PlaneAPIError):
-    """Plane answered 5xx, timed out or could not be reached; try again later."""
+    """Plane returned 5xx, timed out or was unreachable, so a retry may succeed."""
 
     status_code = 502
     retryable = True
 
 
 class PlaneRateLimitedError(PlaneAPIError):
-    """Plane answered 429; ``retry_after`` is the wait in seconds it asked for."""
+    """Plane returned 429; ``retry_after`` is the wait in seconds it requested."""
 
     retryable = True
 
@@ -85,7 +86,3 @@ class InstallationNotFoundError(PlaneAppError):
     """No installation is stored for a workspace or installation id."""
 
     retryable = True
-
-
-class InstallationInactiveError(PlaneAppError):
-    """The installation exists but is uninstalled, so its events are dropped."""

@@ -1,7 +1,7 @@
 """Logging set-up shared by the web and worker processes.
 
-Log calls pass ids as ``extra=`` fields; the formatter appends them as
-``key=value`` pairs, so every line about a delivery can be found by its id.
+Log calls pass ids as ``extra=`` fields. The formatter appends them as
+``key=value`` pairs, so a search for a delivery id finds every line about it.
 """
 
 import logging

@@ -1,10 +1,10 @@
 """plane-sdk clients that read the current token from the store on every request.
 
 ``PlaneClient`` takes a fixed token at construction. Here every HTTP session
-inside the client gets a ``requests`` auth hook instead, which asks an
-``InstallationCredentials`` for the current token per request and, when Plane
-rejects it (401, or 403 "Authentication credentials were not provided."),
-renews it once and sends the same request again.
+inside the client gets a ``requests`` auth hook instead. The hook reads the
+current token from ``InstallationCredentials`` for each request. When Plane
+rejects it (401, or 403 "Authentication credentials were not provided."), the
+hook renews the token once and sends the same request again.
 """
 
 import logging
@@ -15,7 +15,7 @@ from plane.client import PlaneClient
 
 logger = logging.getLogger(__name__)
 
-# What Plane's API answers, with 403, for an expired, revoked or unknown token.
+# The 403 detail Plane's API returns for an expired, revoked or unknown token.
 CREDENTIALS_MISSING_DETAIL = "Authentication credentials were not provided."
 
 # PlaneClient refuses to start without a credential; this one is never sent,

@@ -3,7 +3,7 @@
 These go through ``requests`` rather than plane-sdk: Plane's token endpoint reads
 only form-encoded bodies, and plane-sdk 0.3.2's ``OAuthClient`` sends JSON and
 has no installation lookup. This module is the one place that turns a
-``requests`` failure or an OAuth error answer into this project's errors.
+``requests`` failure or an OAuth error response into this project's errors.
 """
 
 import logging
@@ -39,7 +39,7 @@ TOKEN_REQUEST_TIMEOUT_SECONDS = 10
 
 # Token calls retry only what can succeed later (network errors, 429, 5xx), at
 # most 5 attempts within 30 s, waiting 0.5 s doubling to 8 s with full jitter,
-# or longer when Plane's 429 asks for it.
+# or longer when Plane's 429 response requests it.
 TOKEN_RETRY_MAX_ATTEMPTS = 5
 TOKEN_RETRY_MAX_SECONDS = 30
 TOKEN_RETRY_BASE_WAIT_SECONDS = 0.5
@@ -48,7 +48,7 @@ TOKEN_RETRY_MAX_WAIT_SECONDS = 8.0
 
 @dataclass(frozen=True)
 class TokenResponse:
-    """The fields of a successful answer from ``/auth/o/token/``."""
+    """The fields of a successful response from ``/auth/o/token/``."""
 
     access_token: str
     expires_in: int
@@ -153,12 +153,12 @@ class PlaneOAuthClient:
     def get_installation(self, access_token: str, installation_id: str) -> dict:
         """Look up an installation: workspace slug and id, bot user, status."""
         url = f"{self.base_url}/auth/o/app-installation/"
-        what = f"installation lookup for {installation_id}"
+        request_label = f"installation lookup for {installation_id}"
         response = self.retrying(
             self._send,
             "GET",
             url,
-            what,
+            request_label,
             params={"id": installation_id},
             headers={"Authorization": f"Bearer {access_token}"},
         )
@@ -172,13 +172,13 @@ class PlaneOAuthClient:
         )
 
     def _request_token(
-        self, form: dict[str, str], what: str, *, idempotent: bool
+        self, form: dict[str, str], request_label: str, *, idempotent: bool
     ) -> TokenResponse:
         response = self.retrying(
             self._send,
             "POST",
             f"{self.base_url}/auth/o/token/",
-            what,
+            request_label,
             data=form,
             auth=(self.client_id, self.client_secret),
             idempotent=idempotent,
@@ -192,7 +192,13 @@ class PlaneOAuthClient:
         )
 
     def _send(
-        self, method: str, url: str, what: str, *, idempotent: bool = True, **kwargs
+        self,
+        method: str,
+        url: str,
+        request_label: str,
+        *,
+        idempotent: bool = True,
+        **kwargs,
     ) -> requests.Response:
         try:
             response = self.session.request(
@@ -200,23 +206,25 @@ class PlaneOAuthClient:
             )
         except requests.ConnectionError as exc:
             error = PlaneUnavailableError(
-                f"Could not reach Plane for the {what}: {exc}"
+                f"Could not reach Plane for the {request_label}: {exc}"
             )
             # A connection that broke after sending may have used the code.
             error.retryable = idempotent or _failed_before_sending(exc)
             raise error from exc
         except requests.Timeout as exc:
-            error = PlaneUnavailableError(f"Plane did not answer the {what}: {exc}")
+            error = PlaneUnavailableError(
+                f"Plane did not respond to the {request_label} in time: {exc}"
+            )
             error.retryable = idempotent
             raise error from exc
 
         if response.ok:
             return response
-        raise _error_from_response(response, what, idempotent=idempotent)
+        raise _error_from_response(response, request_label, idempotent=idempotent)
 
 
 def _error_from_response(
-    response: requests.Response, what: str, *, idempotent: bool
+    response: requests.Response, request_label: str, *, idempotent: bool
 ) -> PlaneAPIError:
     status = response.status_code
     try:
@@ -226,14 +234,16 @@ def _error_from_response(
 
     if status == 429:
         return PlaneRateLimitedError(
-            f"Plane rate-limited the {what} (HTTP 429).",
+            f"Plane rate-limited the {request_label} (HTTP 429).",
             retry_after=_retry_after_seconds(response),
             status=status,
             body=body,
         )
     if status >= 500:
         error = PlaneUnavailableError(
-            f"Plane failed the {what} with HTTP {status}.", status=status, body=body
+            f"Plane failed the {request_label} with HTTP {status}.",
+            status=status,
+            body=body,
         )
         error.retryable = idempotent or status in (502, 503, 504)
         return error
@@ -241,7 +251,7 @@ def _error_from_response(
     code = body.get("error", "") if isinstance(body, dict) else ""
     if code == "invalid_client":
         return InvalidClientError(
-            f"Plane rejected the client credentials for the {what} "
+            f"Plane rejected the client credentials for the {request_label} "
             "(invalid_client). Check PLANE_CLIENT_ID and PLANE_CLIENT_SECRET "
             "against your app's settings in Plane.",
             error=code,
@@ -250,18 +260,23 @@ def _error_from_response(
         )
     if code == "invalid_grant":
         return InvalidGrantError(
-            f"Plane rejected the {what} (invalid_grant): it is unknown, expired "
-            "or already used.",
+            f"Plane rejected the {request_label} (invalid_grant): it is unknown, "
+            "expired or already used.",
             error=code,
             status=status,
             body=body,
         )
     if code:
         return OAuthError(
-            f"Plane rejected the {what} ({code}).", error=code, status=status, body=body
+            f"Plane rejected the {request_label} ({code}).",
+            error=code,
+            status=status,
+            body=body,
         )
     return PlaneAPIError(
-        f"Plane answered the {what} with HTTP {status}.", status=status, body=body
+        f"Plane rejected the {request_label} with HTTP {status}.",
+        status=status,
+        body=body,
     )
 
 
@@ -274,7 +289,7 @@ def _failed_before_sending(exc: requests.ConnectionError) -> bool:
 
 
 def _retry_after_seconds(response: requests.Response) -> float | None:
-    """Read the wait Plane asks for: Retry-After, else X-RateLimit-Reset."""
+    """Return the wait Plane requests: Retry-After, else X-RateLimit-Reset."""
     retry_after = response.headers.get("Retry-After")
     if retry_after:
         try:

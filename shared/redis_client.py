@@ -2,7 +2,7 @@
 
 import redis
 
-# A Redis that stops answering must fail a request quickly rather than hold a
+# A Redis that stops responding must fail a request quickly rather than hold a
 # gunicorn worker past Plane's 30-second delivery timeout.
 REDIS_SOCKET_TIMEOUT_SECONDS = 5
 REDIS_HEALTH_CHECK_INTERVAL_SECONDS = 30

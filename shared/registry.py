@@ -48,7 +48,7 @@ class HandlerRegistry:
 
         Events caused by the installation's own bot user are skipped unless
         ``include_bot_events`` is set, so a handler that writes to Plane does not
-        answer itself.
+        react to its own writes.
         """
         if not event:
             raise ValueError("event must be a Plane event name such as 'issue'")

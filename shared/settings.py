@@ -1,8 +1,8 @@
 """Read and check every setting in one place.
 
 ``load_settings`` is the only code in the project that reads ``os.environ``. It
-collects every problem it finds, so a person fixing a fresh ``.env`` sees all
-of them at once instead of one per restart.
+collects every problem it finds, so whoever fixes a fresh ``.env`` gets all of
+them at once instead of one per restart.
 """
 
 import os
@@ -21,8 +21,8 @@ DEFAULT_SCOPES = "read write"
 # label and assignee objects); 5 MiB leaves a wide margin and still bounds memory.
 DEFAULT_WEBHOOK_MAX_BODY_BYTES = 5 * 1024 * 1024
 
-# Refresh a token this long before Plane says it expires, so a call made at the
-# end of a long handler never carries a token that dies on the way.
+# Refresh a token this long before its expiry time, so a call made at the end of
+# a long handler never carries a token that expires on the way.
 DEFAULT_TOKEN_REFRESH_MARGIN_SECONDS = 300
 
 MIN_SECRET_KEY_LENGTH = 32

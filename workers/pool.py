@@ -46,8 +46,8 @@ class PlaneWorker(SimpleWorker):
     """RQ worker that runs jobs in its own process and reads JSON jobs.
 
     It does not fork per job (RQ's default), so the Plane clients a worker
-    builds are reused across jobs, and it skips RQ's retries for errors that
-    say no later attempt can succeed (``retryable = False``).
+    builds are reused across jobs, and it skips RQ's retries for errors marked
+    ``retryable = False``, which no later attempt can cure.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -88,7 +88,7 @@ def worker_plan(settings: Settings) -> list[tuple[str, list[str]]]:
 
 
 def run_worker(role: str, queue_names: list[str]) -> None:
-    """Run one RQ worker until it is told to stop (the child process's main)."""
+    """Run one RQ worker until a signal stops it (the child process's main)."""
     # Drop the supervisor's handlers inherited through fork; RQ installs its own.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
