@@ -1,16 +1,10 @@
 """Reply when a comment mentions the app's bot user."""
 
-import logging
 import re
 
-from plane.errors import HttpError
-from plane.models.work_items import CreateWorkItemComment
-
-from handlers.work_items import EXTERNAL_SOURCE
+from handlers._comments import comment_once
 from shared.events import Event
 from shared.registry import on
-
-logger = logging.getLogger(__name__)
 
 # Plane's editor writes a user mention as
 # <mention-component entity_name="user_mention" entity_identifier="<user id>">.
@@ -35,21 +29,11 @@ def reply_to_mention(event: Event, plane) -> None:
     if bot_user_id not in mentioned_user_ids(event.data.get("comment_html", "")):
         return
 
-    comment_id = event.data["id"]
-    reply = CreateWorkItemComment(
-        comment_html="<p>Hi! I saw the mention and I am on it.</p>",
-        access="INTERNAL",
-        external_source=EXTERNAL_SOURCE,
-        external_id=f"mention-reply:{comment_id}",
+    comment_once(
+        event,
+        plane,
+        project_id=event.data["project"],
+        work_item_id=event.data["issue"],
+        html="<p>Hi! I saw the mention and I am on it.</p>",
+        external_id=f"mention-reply:{event.data['id']}",
     )
-    try:
-        plane.work_items.comments.create(
-            event.workspace_slug, event.data["project"], event.data["issue"], reply
-        )
-    except HttpError as error:
-        if error.status_code != 409:
-            raise
-        logger.info(
-            "mention reply already posted",
-            extra={"delivery_id": event.delivery_id, "comment_id": comment_id},
-        )

@@ -13,7 +13,7 @@ from rq import Queue
 from ingress import oauth, webhooks
 from ingress.raw_body import RawBodyMiddleware
 from shared import queues
-from shared.installations import InstallationStore, TokenCipher
+from shared.installations import InstallationStore
 from shared.plane_oauth import PlaneOAuthClient
 from shared.redis_client import connect
 from shared.settings import Settings
@@ -47,16 +47,8 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None) -> 
     app.extensions["planeapp"] = IngressContext(
         settings=settings,
         redis=connection,
-        store=InstallationStore(
-            connection, TokenCipher(settings.token_encryption_keys)
-        ),
-        oauth=PlaneOAuthClient(
-            base_url=settings.plane_base_url,
-            client_id=settings.plane_client_id,
-            client_secret=settings.plane_client_secret,
-            redirect_uri=settings.plane_redirect_uri,
-            scopes=settings.plane_scopes,
-        ),
+        store=InstallationStore.from_settings(connection, settings),
+        oauth=PlaneOAuthClient.from_settings(settings),
         install_queue=queues.get_queue(queues.INSTALL_QUEUE, connection),
         delivery_queue=queues.get_queue(queues.DELIVERY_QUEUE, connection),
     )

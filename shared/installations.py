@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from shared.errors import PlaneAppError
 from shared.redis_client import key
+from shared.settings import Settings
 
 STATUS_INSTALLED = "installed"
 STATUS_NEEDS_REAUTHORIZATION = "needs_reauthorization"
@@ -92,6 +93,13 @@ class StoredToken:
 
 class InstallationStore:
     """Read and write installations and their encrypted tokens."""
+
+    @classmethod
+    def from_settings(
+        cls, connection: redis.Redis, settings: Settings
+    ) -> "InstallationStore":
+        """Build a store that encrypts with TOKEN_ENCRYPTION_KEYS."""
+        return cls(connection, TokenCipher(settings.token_encryption_keys))
 
     def __init__(self, connection: redis.Redis, cipher: TokenCipher) -> None:
         self.redis = connection

@@ -32,6 +32,7 @@ from shared.errors import (
     PlaneRateLimitedError,
     PlaneUnavailableError,
 )
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,17 @@ def token_retrying(**overrides) -> TenacityRetrying:
 
 class PlaneOAuthClient:
     """Plane's OAuth endpoints for one app (client id and secret)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PlaneOAuthClient":
+        """Build the client for the app that ``settings`` configures."""
+        return cls(
+            base_url=settings.plane_base_url,
+            client_id=settings.plane_client_id,
+            client_secret=settings.plane_client_secret,
+            redirect_uri=settings.plane_redirect_uri,
+            scopes=settings.plane_scopes,
+        )
 
     def __init__(
         self,

@@ -58,3 +58,23 @@ def make_app(redis_conn):
         return app
 
     return build
+
+
+def make_installation(status: str = "installed"):
+    """Return the stand-in's seeded installation as the store keeps it."""
+    import time
+
+    from plane_standin import defaults
+    from shared.installations import Installation
+
+    return Installation(
+        id=defaults.INSTALLATION_ID,
+        workspace_id=defaults.WORKSPACE_ID,
+        workspace_slug=defaults.WORKSPACE_SLUG,
+        workspace_name=defaults.WORKSPACE_NAME,
+        bot_user_id=defaults.BOT_USER_ID,
+        application_id=defaults.APPLICATION_ID,
+        installed_by=defaults.INSTALLER_USER_ID,
+        status=status,
+        updated_at=time.time(),
+    )

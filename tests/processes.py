@@ -1,7 +1,7 @@
 """Start the app's real processes for end-to-end tests, as the Procfile does.
 
-Tests wait for the jobs they started to finish, never for a worker to exit;
-stopping a process at teardown is bounded and ends in SIGKILL if it must.
+Tests wait for the jobs they started to finish, never for a worker to exit.
+Stopping a process at teardown is bounded and ends in SIGKILL if it must.
 """
 
 import os
@@ -70,7 +70,7 @@ class AppProcess:
 
 
 def wait_for_http(url: str, process: AppProcess, timeout: float = 30) -> None:
-    """Wait until ``url`` answers below 500; fail with the process's output if not."""
+    """Wait until ``url`` returns a status below 500; else fail with the output."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():

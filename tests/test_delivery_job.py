@@ -11,14 +11,10 @@ from plane_standin.server import StandIn
 from shared import queues
 from shared.errors import InstallationNotFoundError
 from shared.events import EventParseError
-from shared.installations import (
-    STATUS_INSTALLED,
-    STATUS_UNINSTALLED,
-    Installation,
-)
+from shared.installations import STATUS_INSTALLED, STATUS_UNINSTALLED
 from shared.registry import HandlerRegistry
 from shared.settings import load_settings
-from tests.conftest import CASE_SECRET, make_environ
+from tests.conftest import CASE_SECRET, make_environ, make_installation
 from workers import runtime
 from workers.delivery import HandlerFailedError
 
@@ -46,25 +42,11 @@ def context(redis_url, redis_conn, standin):
     )
     context = runtime.init(settings, connection=redis_conn)
     context.registry = HandlerRegistry()
-    context.store.save(installation(STATUS_INSTALLED))
+    context.store.save(make_installation(STATUS_INSTALLED))
     context.store.save_bot_token(
         defaults.INSTALLATION_ID, standin.issue_bot_token(), time.time() + 3600
     )
     return context
-
-
-def installation(status: str) -> Installation:
-    return Installation(
-        id=defaults.INSTALLATION_ID,
-        workspace_id=defaults.WORKSPACE_ID,
-        workspace_slug=defaults.WORKSPACE_SLUG,
-        workspace_name=defaults.WORKSPACE_NAME,
-        bot_user_id=defaults.BOT_USER_ID,
-        application_id=defaults.APPLICATION_ID,
-        installed_by=defaults.INSTALLER_USER_ID,
-        status=status,
-        updated_at=time.time(),
-    )
 
 
 def enqueue_fixture(redis_conn, name: str, **changes):
@@ -173,7 +155,7 @@ def test_unknown_workspace_raises_retryable(context, redis_conn):
 
 def test_uninstalled_workspace_is_dropped(context, redis_conn):
     calls = []
-    context.store.save(installation(STATUS_UNINSTALLED))
+    context.store.save(make_installation(STATUS_UNINSTALLED))
 
     @context.registry.on_any
     def anything(event, plane):
@@ -193,45 +175,27 @@ def test_envelope_without_uuid_workspace_is_not_retried(context, redis_conn):
     assert raised.value.retryable is False
 
 
-def test_worker_skips_retries_for_permanent_errors(context, redis_conn):
+@pytest.mark.parametrize(
+    ("error", "retries_left"),
+    [
+        (EventParseError("not a Plane webhook envelope"), 0),
+        (InstallationNotFoundError("not installed yet"), 2),
+    ],
+)
+def test_worker_retries_only_passing_errors(context, redis_conn, error, retries_left):
     from workers.pool import PlaneWorker
 
+    queue = queues.get_queue(queues.DELIVERY_QUEUE, redis_conn)
     job = queues.enqueue(
-        queues.get_queue(queues.DELIVERY_QUEUE, redis_conn),
+        queue,
         queues.DELIVERY_JOB,
         args=("e30=", "delivery", 0.0),
-        description="permanent failure",
+        description="failing delivery",
         job_timeout=30,
         retry_intervals=[1, 2],
     )
-    worker = PlaneWorker(
-        [queues.get_queue(queues.DELIVERY_QUEUE, redis_conn)], connection=redis_conn
-    )
-    try:
-        raise EventParseError("not a Plane webhook envelope")
-    except EventParseError as error:
-        worker.handle_exception(job, type(error), error, error.__traceback__)
+    worker = PlaneWorker([queue], connection=redis_conn)
 
-    assert job.retries_left == 0
+    worker.handle_exception(job, type(error), error, None)
 
-
-def test_worker_keeps_retries_for_passing_errors(context, redis_conn):
-    from workers.pool import PlaneWorker
-
-    job = queues.enqueue(
-        queues.get_queue(queues.DELIVERY_QUEUE, redis_conn),
-        queues.DELIVERY_JOB,
-        args=("e30=", "delivery", 0.0),
-        description="passing failure",
-        job_timeout=30,
-        retry_intervals=[1, 2],
-    )
-    worker = PlaneWorker(
-        [queues.get_queue(queues.DELIVERY_QUEUE, redis_conn)], connection=redis_conn
-    )
-    try:
-        raise InstallationNotFoundError("not installed yet")
-    except InstallationNotFoundError as error:
-        worker.handle_exception(job, type(error), error, error.__traceback__)
-
-    assert job.retries_left == 2
+    assert job.retries_left == retries_left

@@ -1,8 +1,8 @@
 """Token renewal and retries against the Plane stand-in and a real Redis.
 
-Covers the token-expiry and retry-policy regression cases: renew before expiry
-and once after Plane rejects a token, never on a permission error; retry only
-429, 5xx and network errors, and raise the real error.
+Covers the token-expiry and retry-policy regression cases. A token is renewed
+before expiry and once after Plane rejects it, never on a permission error.
+Token calls retry only 429, 5xx and network errors, and raise the real error.
 """
 
 import threading
@@ -21,15 +21,13 @@ from shared.errors import (
     ReauthorizationRequiredError,
 )
 from shared.installations import (
-    STATUS_INSTALLED,
     STATUS_NEEDS_REAUTHORIZATION,
-    Installation,
     InstallationStore,
     TokenCipher,
 )
 from shared.plane_api import LiveTokenAuth, build_plane_client
 from shared.plane_oauth import PlaneOAuthClient, token_retrying
-from tests.conftest import CASE_SECRET, TEST_ENCRYPTION_KEY
+from tests.conftest import CASE_SECRET, TEST_ENCRYPTION_KEY, make_installation
 
 INSTALLATION_ID = defaults.INSTALLATION_ID
 CLIENT_SECRET = "token-test-client-secret"
@@ -60,19 +58,7 @@ def standin():
 @pytest.fixture
 def store(redis_conn):
     store = InstallationStore(redis_conn, TokenCipher((TEST_ENCRYPTION_KEY,)))
-    store.save(
-        Installation(
-            id=INSTALLATION_ID,
-            workspace_id=defaults.WORKSPACE_ID,
-            workspace_slug=defaults.WORKSPACE_SLUG,
-            workspace_name=defaults.WORKSPACE_NAME,
-            bot_user_id=defaults.BOT_USER_ID,
-            application_id=defaults.APPLICATION_ID,
-            installed_by=defaults.INSTALLER_USER_ID,
-            status=STATUS_INSTALLED,
-            updated_at=time.time(),
-        )
-    )
+    store.save(make_installation())
     return store
 
 

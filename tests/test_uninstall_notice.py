@@ -1,19 +1,16 @@
 """Plane's unsigned uninstall notice: checked through a job, never trusted."""
 
 import json
-import time
 
 import pytest
 
 from plane_standin import defaults
 from shared import queues
 from shared.installations import (
-    STATUS_INSTALLED,
-    Installation,
     InstallationStore,
     TokenCipher,
 )
-from tests.conftest import TEST_ENCRYPTION_KEY
+from tests.conftest import TEST_ENCRYPTION_KEY, make_installation
 
 NOTICE = {
     "workspace_id": defaults.WORKSPACE_ID,
@@ -31,19 +28,7 @@ def client(settings, make_app):
 @pytest.fixture
 def installed(redis_conn):
     store = InstallationStore(redis_conn, TokenCipher((TEST_ENCRYPTION_KEY,)))
-    store.save(
-        Installation(
-            id=defaults.INSTALLATION_ID,
-            workspace_id=defaults.WORKSPACE_ID,
-            workspace_slug=defaults.WORKSPACE_SLUG,
-            workspace_name=defaults.WORKSPACE_NAME,
-            bot_user_id=defaults.BOT_USER_ID,
-            application_id=defaults.APPLICATION_ID,
-            installed_by=defaults.INSTALLER_USER_ID,
-            status=STATUS_INSTALLED,
-            updated_at=time.time(),
-        )
-    )
+    store.save(make_installation())
 
 
 def post_unsigned(client, payload):

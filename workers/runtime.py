@@ -15,7 +15,7 @@ import redis
 from plane.client import PlaneClient
 
 from shared.credentials import InstallationCredentials
-from shared.installations import InstallationStore, TokenCipher
+from shared.installations import InstallationStore
 from shared.plane_api import LiveTokenAuth, build_plane_client
 from shared.plane_oauth import PlaneOAuthClient
 from shared.redis_client import connect
@@ -73,16 +73,8 @@ def init(settings: Settings, *, connection: redis.Redis | None = None) -> Worker
     _context = WorkerContext(
         settings=settings,
         redis=connection,
-        store=InstallationStore(
-            connection, TokenCipher(settings.token_encryption_keys)
-        ),
-        oauth=PlaneOAuthClient(
-            base_url=settings.plane_base_url,
-            client_id=settings.plane_client_id,
-            client_secret=settings.plane_client_secret,
-            redirect_uri=settings.plane_redirect_uri,
-            scopes=settings.plane_scopes,
-        ),
+        store=InstallationStore.from_settings(connection, settings),
+        oauth=PlaneOAuthClient.from_settings(settings),
         registry=registry,
     )
     return _context
