@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 ENDPOINT_KEYS = {
     "oauth.authorize": "authorize",
     "oauth.token": "token",
+    "oauth.revoke_token": "revoke",
     "oauth.app_installation": "app-installation",
     "agents.retrieve_run": "api:runs",
 }

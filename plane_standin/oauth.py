@@ -140,6 +140,23 @@ def token() -> Response:
     return handler(runtime)
 
 
+@blueprint.post("/auth/o/revoke-token/")
+def revoke_token() -> Response:
+    """Revoke an access or refresh token (RFC 7009), as django-oauth-toolkit does.
+
+    Unknown tokens still get 200, so a client cannot probe which tokens exist.
+    """
+    runtime = current_runtime()
+    if not grants.authenticate_client(runtime.config):
+        return grants.oauth_error("invalid_client")
+    token_value = request.form.get("token")
+    if not token_value:
+        return grants.oauth_error("invalid_request", "Missing token parameter.")
+    with runtime.world.lock:
+        runtime.world.tokens.revoke(token_value)
+    return Response(status=200)
+
+
 def _token_rate_limit_key() -> str:
     # Plane keys on the user, else `client_id` from the form body, else the IP. A
     # backend that authenticates with HTTP Basic is therefore limited per IP.

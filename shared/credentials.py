@@ -9,13 +9,16 @@ a second refresh with the old one fails with ``invalid_grant``.
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import redis
+from redis.exceptions import LockNotOwnedError
 
 from shared.errors import (
     InstallationNotFoundError,
     InvalidGrantError,
+    PlaneAppError,
     ReauthorizationRequiredError,
 )
 from shared.installations import (
@@ -28,10 +31,19 @@ from shared.redis_client import key
 
 logger = logging.getLogger(__name__)
 
-# The lease must outlast a token call with all its retries (about 30 s), and a
-# waiter gives up a little after a lease would have run out.
-RENEWAL_LOCK_LEASE_SECONDS = 45
-RENEWAL_LOCK_WAIT_SECONDS = 50
+
+class TokenRenewalBusyError(PlaneAppError):
+    """Another worker held the renewal lock for longer than we could wait."""
+
+    retryable = True
+
+
+# The lease covers one token request (10 s timeout) with room to spare. A user
+# refresh is never retried once sent, so it fits; a bot-token mint may retry past
+# the lease, which at worst mints one extra bot token. A worker killed while
+# holding the lock delays others by at most the lease.
+RENEWAL_LOCK_LEASE_SECONDS = 15
+RENEWAL_LOCK_WAIT_SECONDS = 20
 
 
 class InstallationCredentials:
@@ -68,7 +80,7 @@ class InstallationCredentials:
         return self._renew_bot_token(rejected=rejected)
 
     def _renew_bot_token(self, rejected: str | None) -> str:
-        with self._lock("bot"):
+        with self._renewal_lock("bot"):
             stored = self.store.load_bot_token(self.installation_id)
             if (
                 stored
@@ -105,13 +117,16 @@ class InstallationCredentials:
         return self._refresh_user_token(rejected=rejected)
 
     def _refresh_user_token(self, rejected: str | None) -> str:
-        with self._lock("user"):
+        with self._renewal_lock("user"):
             stored = self._load_user_tokens()
             if stored.access_token != rejected and not self._expiring(stored):
                 return stored.access_token
+            self._check_not_marked_for_reauthorization()
 
             try:
-                response = self.oauth.refresh_user_token(stored.refresh_token)
+                response = self.oauth.refresh_user_token(
+                    stored.refresh_token, installation_id=self.installation_id
+                )
             except InvalidGrantError as exc:
                 return self._recover_from_invalid_grant(stored, exc)
 
@@ -151,6 +166,16 @@ class InstallationCredentials:
         logger.error(message, extra={"installation_id": self.installation_id})
         raise ReauthorizationRequiredError(message) from error
 
+    def _check_not_marked_for_reauthorization(self) -> None:
+        """Raise without calling Plane once the refresh token is known to be dead."""
+        installation = self.store.get(self.installation_id)
+        if installation and installation.status == STATUS_NEEDS_REAUTHORIZATION:
+            raise ReauthorizationRequiredError(
+                f"Installation {self.installation_id} needs reauthorization: its "
+                "refresh token was rejected earlier. The workspace must reinstall "
+                "the app."
+            )
+
     # Helpers
 
     def _load_user_tokens(self) -> StoredToken:
@@ -164,9 +189,27 @@ class InstallationCredentials:
     def _expiring(self, token: StoredToken) -> bool:
         return token.expires_within(self.refresh_margin_seconds, now=self.clock())
 
-    def _lock(self, kind: str):
-        return self.redis.lock(
+    @contextmanager
+    def _renewal_lock(self, kind: str) -> Iterator[None]:
+        """Hold the installation's renewal lock for ``kind`` ("bot" or "user")."""
+        lock = self.redis.lock(
             key("lock", f"{kind}-token", self.installation_id),
             timeout=RENEWAL_LOCK_LEASE_SECONDS,
-            blocking_timeout=RENEWAL_LOCK_WAIT_SECONDS,
         )
+        if not lock.acquire(blocking_timeout=RENEWAL_LOCK_WAIT_SECONDS):
+            raise TokenRenewalBusyError(
+                f"Timed out after {RENEWAL_LOCK_WAIT_SECONDS} s waiting for another "
+                f"worker's {kind} token renewal for installation "
+                f"{self.installation_id}; the job will be retried."
+            )
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except LockNotOwnedError:
+                # The lease ran out first; the version check kept our write safe.
+                logger.warning(
+                    "token renewal outlived its lock lease",
+                    extra={"installation_id": self.installation_id, "kind": kind},
+                )

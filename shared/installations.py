@@ -37,6 +37,9 @@ return 1
 """
 
 
+_ENCRYPTED_FIELDS = ("bot_access_token", "user_access_token", "user_refresh_token")
+
+
 class TokenCipher:
     """Encrypt and decrypt tokens with the keys from TOKEN_ENCRYPTION_KEYS.
 
@@ -48,6 +51,17 @@ class TokenCipher:
         if not keys:
             raise ValueError("at least one token encryption key is required")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
+
+    def rotate(self, ciphertext: str) -> str:
+        """Re-encrypt a value with the first key, whichever key wrote it."""
+        try:
+            return self._fernet.rotate(ciphertext.encode("ascii")).decode("ascii")
+        except InvalidToken as exc:
+            raise PlaneAppError(
+                "A stored token cannot be decrypted with any key in "
+                "TOKEN_ENCRYPTION_KEYS, so it cannot be re-encrypted either. Add "
+                "the key it was written with to the list."
+            ) from exc
 
     def encrypt(self, token: str) -> str:
         return self._fernet.encrypt(token.encode("utf-8")).decode("ascii")
@@ -124,6 +138,46 @@ class InstallationStore:
         values = {k.decode(): v.decode() for k, v in fields.items()}
         values["updated_at"] = float(values["updated_at"])
         return Installation(**values)
+
+    def list_ids(self) -> list[str]:
+        """Return the ids of every stored installation, sorted."""
+        prefix = key("installation", "")
+        return sorted(
+            name.decode().removeprefix(prefix)
+            for name in self.redis.scan_iter(match=prefix + "*", count=500)
+        )
+
+    def delete(self, installation: Installation) -> None:
+        """Forget an installation and its tokens."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(key("installation", installation.id))
+            pipe.delete(key("tokens", installation.id))
+            pipe.delete(key("workspace", installation.workspace_id))
+            pipe.execute()
+
+    def reencrypt_tokens(self, installation_id: str) -> int:
+        """Re-encrypt an installation's tokens with the first key; return the count.
+
+        The write is a transaction watching the hash, so a token refreshed in the
+        meantime is re-read and rotated rather than overwritten.
+        """
+        token_key = key("tokens", installation_id)
+
+        def rotate_fields(pipe) -> int:
+            fields = pipe.hgetall(token_key)
+            rotated = {
+                name.decode(): self.cipher.rotate(value.decode())
+                for name, value in fields.items()
+                if name.decode() in _ENCRYPTED_FIELDS
+            }
+            pipe.multi()
+            if rotated:
+                pipe.hset(token_key, mapping=rotated)
+            return len(rotated)
+
+        return self.redis.transaction(
+            rotate_fields, token_key, value_from_callable=True
+        )
 
     def get_by_workspace(self, workspace_id: str) -> Installation | None:
         installation_id = self.redis.get(key("workspace", workspace_id))

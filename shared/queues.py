@@ -10,6 +10,7 @@ base64 text.
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -41,6 +42,10 @@ DELIVERY_JOB_TIMEOUT_SECONDS = 300
 DELIVERY_RETRY_INTERVALS_SECONDS = [1, 2, 4, 8, 15, 30, 60, 120, 300, 360]
 
 
+# Failed jobs stay inspectable (``rq info``, the dashboard) for a week.
+FAILED_JOB_TTL_SECONDS = 7 * 24 * 3600
+
+
 def get_queue(name: str, connection: redis.Redis) -> Queue:
     """Return queue ``name`` bound to the project's serializer."""
     return Queue(name, connection=connection, serializer=SERIALIZER)
@@ -69,31 +74,39 @@ def enqueue(
     func: str,
     *,
     args: tuple = (),
+    kwargs: dict | None = None,
     description: str,
     job_timeout: int,
     job_id: str | None = None,
     retry_intervals: list[int] | None = None,
+    delay_seconds: float | None = None,
     pipeline: Any = None,
 ) -> Job:
     """Enqueue ``func`` (a dotted path) after checking its arguments serialize.
 
     ``description`` replaces RQ's default, which would print the arguments (an
-    OAuth code, a request body) in every worker log line.
+    OAuth code, a request body) in every worker log line. With
+    ``delay_seconds`` the job waits in RQ's scheduled registry until then.
     """
     _check_json_arguments(args)
+    _check_json_arguments(tuple((kwargs or {}).values()))
     retry = None
     if retry_intervals:
         retry = Retry(max=len(retry_intervals), interval=retry_intervals)
-    return queue.enqueue_call(
-        func,
-        args=args,
+    options = dict(
+        kwargs=kwargs,
         description=description,
         job_id=job_id,
         timeout=job_timeout,
         retry=retry,
-        failure_ttl=7 * 24 * 3600,
-        pipeline=pipeline,
+        failure_ttl=FAILED_JOB_TTL_SECONDS,
     )
+    if delay_seconds is None:
+        return queue.enqueue_call(func, args=args, pipeline=pipeline, **options)
+
+    job = queue.create_job(func, args=args, **options)
+    when = datetime.now(UTC) + timedelta(seconds=delay_seconds)
+    return queue.schedule_job(job, when, pipeline=pipeline)
 
 
 def _check_json_arguments(args: tuple) -> None:

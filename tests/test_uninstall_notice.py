@@ -43,13 +43,24 @@ def confirmation_jobs(redis_conn):
 
 
 def test_notice_for_known_installation_queues_one_check(client, redis_conn, installed):
-    responses = [post_unsigned(client, NOTICE) for _ in range(3)]
+    response = post_unsigned(client, NOTICE)
 
     jobs = confirmation_jobs(redis_conn)
-    assert [r.status_code for r in responses] == [202, 202, 202]
+    assert response.status_code == 202
     assert len(jobs) == 1
     assert jobs[0].func_name == queues.UNINSTALL_CHECK_JOB
     assert jobs[0].args == [defaults.INSTALLATION_ID]
+
+
+def test_repeated_notices_add_one_follow_up_check(client, redis_conn, installed):
+    responses = [post_unsigned(client, NOTICE) for _ in range(5)]
+
+    scheduled = queues.get_queue(
+        queues.INSTALL_QUEUE, redis_conn
+    ).scheduled_job_registry
+    assert [r.status_code for r in responses] == [202] * 5
+    assert len(confirmation_jobs(redis_conn)) == 1
+    assert scheduled.count == 1
 
 
 def test_notice_for_unknown_installation_queues_nothing(client, redis_conn):

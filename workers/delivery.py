@@ -11,7 +11,11 @@ import time
 from rq import get_current_job
 
 from shared import queues
-from shared.errors import InstallationNotFoundError, PlaneAppError
+from shared.errors import (
+    InstallationNotFoundError,
+    PlaneAppError,
+    PlaneRateLimitedError,
+)
 from shared.events import Event, parse_event
 from shared.installations import STATUS_UNINSTALLED, Installation
 from shared.redis_client import key
@@ -22,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 # Completion marks outlive every retry of a job (about 15 minutes in all).
 COMPLETION_MARK_TTL_SECONDS = 24 * 3600
+# A delivery Plane keeps rate-limiting is deferred at most this many times, then
+# retried on RQ's normal schedule, so a stuck rate limit cannot loop forever.
+MAX_DEFERRALS = 5
 
 
 class HandlerFailedError(PlaneAppError):
@@ -30,11 +37,22 @@ class HandlerFailedError(PlaneAppError):
     retryable = True
 
 
-def process_delivery(body_b64: str, delivery_id: str, received_at: float) -> None:
-    """Run the registered handlers for one webhook delivery."""
+def process_delivery(
+    body_b64: str,
+    delivery_id: str,
+    received_at: float,
+    completion_key: str | None = None,
+    deferrals: int = 0,
+) -> None:
+    """Run the registered handlers for one webhook delivery.
+
+    ``completion_key`` names the set of handlers already done; a deferred copy
+    of a job passes its original job id so finished handlers stay finished.
+    """
     context = runtime.current()
     job = get_current_job()
     fields = {"delivery_id": delivery_id, "job_id": job.id if job else "-"}
+    completion_key = completion_key or fields["job_id"]
 
     event = parse_event(queues.decode_body(body_b64), delivery_id=delivery_id)
     fields.update(event=event.event, action=event.action)
@@ -63,7 +81,25 @@ def process_delivery(body_b64: str, delivery_id: str, received_at: float) -> Non
         "delivery started",
         extra={**fields, "queued_ms": round((time.time() - received_at) * 1000)},
     )
-    failed = _run_handlers(context, event, installation, registrations, fields)
+    failed, wait_seconds = _run_handlers(
+        context, event, installation, registrations, fields, completion_key
+    )
+    if failed and wait_seconds and deferrals < MAX_DEFERRALS:
+        queues.enqueue(
+            queues.get_queue(queues.DELIVERY_QUEUE, context.redis),
+            queues.DELIVERY_JOB,
+            args=(body_b64, delivery_id, received_at),
+            kwargs={"completion_key": completion_key, "deferrals": deferrals + 1},
+            description=f"delivery {delivery_id} {event.event}.{event.action}",
+            job_timeout=queues.DELIVERY_JOB_TIMEOUT_SECONDS,
+            retry_intervals=queues.DELIVERY_RETRY_INTERVALS_SECONDS,
+            delay_seconds=wait_seconds,
+        )
+        logger.warning(
+            "delivery deferred: Plane rate-limited it",
+            extra={**fields, "wait_seconds": round(wait_seconds, 1)},
+        )
+        return
     if failed:
         raise HandlerFailedError(
             f"{len(failed)} handler(s) failed for delivery {delivery_id}: "
@@ -78,12 +114,18 @@ def _run_handlers(
     installation: Installation,
     registrations: list[Registration],
     fields: dict,
-) -> list[str]:
-    """Run each handler not yet done for this job; return the names that failed."""
-    done_key = key("delivery-done", fields["job_id"])
+    completion_key: str,
+) -> tuple[list[str], float]:
+    """Run each handler not done yet for this delivery.
+
+    Returns the names of the handlers that failed, and the longest wait Plane
+    requested through a 429 among those failures (0 when none did).
+    """
+    done_key = key("delivery-done", completion_key)
     done = {name.decode() for name in context.redis.smembers(done_key)}
     plane = context.bot_client(installation.id)
     failed: list[str] = []
+    wait_seconds = 0.0
 
     for registration in registrations:
         name = registration.name
@@ -102,6 +144,11 @@ def _run_handlers(
         started = time.perf_counter()
         try:
             registration.handler(event, plane)
+        except PlaneRateLimitedError as error:
+            logger.warning("handler rate-limited by Plane", extra=handler_fields)
+            failed.append(name)
+            wait_seconds = max(wait_seconds, error.retry_after or 0.0)
+            continue
         except Exception:  # one failing handler must not stop the others
             logger.exception("handler failed", extra=handler_fields)
             failed.append(name)
@@ -113,7 +160,7 @@ def _run_handlers(
             pipe.execute()
         elapsed_ms = round((time.perf_counter() - started) * 1000)
         logger.info("handler done", extra={**handler_fields, "duration_ms": elapsed_ms})
-    return failed
+    return failed, wait_seconds
 
 
 def _caused_by_bot(event: Event, installation: Installation) -> bool:

@@ -35,7 +35,7 @@ def install_app(installation_id: str, code: str) -> None:
     logger.info("install started", extra=fields)
 
     try:
-        user_tokens = context.oauth.exchange_code(code)
+        user_tokens = context.oauth.exchange_code(code, installation_id=installation_id)
         bot_token = context.oauth.mint_bot_token(installation_id)
         details = context.oauth.get_installation(
             bot_token.access_token, installation_id

@@ -1,0 +1,195 @@
+"""Operator commands, run as ``python manage.py COMMAND`` (or a platform one-off).
+
+They read the same settings as the web and worker processes and never print a
+token: token status shows expiry times and store versions only.
+"""
+
+import argparse
+import sys
+import time
+
+from shared.errors import PlaneAPIError, PlaneAppError, SettingsError
+from shared.installations import InstallationStore
+from shared.logs import configure_logging
+from shared.settings import load_settings
+from workers import runtime
+
+
+def _describe_expiry(expires_at: float | None) -> str:
+    if expires_at is None:
+        return "none stored"
+    remaining = expires_at - time.time()
+    if remaining <= 0:
+        return f"expired {int(-remaining)} s ago"
+    return f"expires in {int(remaining)} s"
+
+
+def list_installations(context, arguments, output) -> int:
+    ids = context.store.list_ids()
+    if not ids:
+        print("No installations are stored.", file=output)
+        return 0
+    print(
+        f"{'installation':<38} {'workspace':<20} {'status':<22} bot token", file=output
+    )
+    for installation_id in ids:
+        installation = context.store.get(installation_id)
+        bot = context.store.load_bot_token(installation_id)
+        print(
+            f"{installation.id:<38} {installation.workspace_slug:<20} "
+            f"{installation.status:<22} "
+            f"{_describe_expiry(bot.expires_at if bot else None)}",
+            file=output,
+        )
+    return 0
+
+
+def show_token_status(context, arguments, output) -> int:
+    installation = _require_installation(context.store, arguments.installation_id)
+    bot = context.store.load_bot_token(installation.id)
+    user = context.store.load_user_tokens(installation.id)
+    print(f"installation: {installation.id}", file=output)
+    print(f"workspace:    {installation.workspace_slug}", file=output)
+    print(f"status:       {installation.status}", file=output)
+    print(
+        f"bot token:    {_describe_expiry(bot.expires_at if bot else None)}",
+        file=output,
+    )
+    user_status = _describe_expiry(user.expires_at if user else None)
+    version = f" (version {user.version})" if user else ""
+    print(f"user token:   {user_status}{version}", file=output)
+    return 0
+
+
+def force_refresh(context, arguments, output) -> int:
+    installation = _require_installation(context.store, arguments.installation_id)
+    credentials = context.credentials(installation.id)
+    if arguments.kind in ("bot", "all"):
+        current = context.store.load_bot_token(installation.id)
+        credentials.renew_bot_token(current.access_token if current else "")
+        print("bot token renewed", file=output)
+    if arguments.kind in ("user", "all"):
+        current = context.store.load_user_tokens(installation.id)
+        if current is None:
+            print("no user token is stored; nothing to refresh", file=output)
+        else:
+            credentials.renew_user_token(current.access_token)
+            print("user token refreshed", file=output)
+    return 0
+
+
+def remove_installation(context, arguments, output) -> int:
+    installation = _require_installation(context.store, arguments.installation_id)
+    tokens = []
+    user = context.store.load_user_tokens(installation.id)
+    if user is not None:
+        tokens += [
+            (user.refresh_token, "refresh_token"),
+            (user.access_token, "access_token"),
+        ]
+    bot = context.store.load_bot_token(installation.id)
+    if bot is not None:
+        tokens.append((bot.access_token, "access_token"))
+
+    failures = 0
+    for token, hint in tokens:
+        try:
+            context.oauth.revoke_token(token, token_type_hint=hint)
+        except PlaneAPIError as error:
+            failures += 1
+            print(f"could not revoke a {hint} at Plane: {error}", file=output)
+    if failures and not arguments.force:
+        print(
+            "Nothing was deleted. Retry later, or pass --force to delete the "
+            "stored installation anyway.",
+            file=output,
+        )
+        return 1
+    context.store.delete(installation)
+    print(
+        f"removed installation {installation.id} ({installation.workspace_slug}); "
+        f"{len(tokens) - failures} of {len(tokens)} tokens revoked at Plane",
+        file=output,
+    )
+    return 0
+
+
+def reencrypt_tokens(context, arguments, output) -> int:
+    total = 0
+    ids = context.store.list_ids()
+    for installation_id in ids:
+        total += context.store.reencrypt_tokens(installation_id)
+    print(
+        f"re-encrypted {total} tokens of {len(ids)} installations with the first "
+        "key in TOKEN_ENCRYPTION_KEYS; older keys can now be removed from the list",
+        file=output,
+    )
+    return 0
+
+
+def _require_installation(store: InstallationStore, installation_id: str):
+    installation = store.get(installation_id)
+    if installation is None:
+        raise PlaneAppError(
+            f"No installation {installation_id!r} is stored. "
+            "List them with: python manage.py installations"
+        )
+    return installation
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="manage.py", description="Operate the Plane app backend."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("installations", help="list stored installations")
+    listing.set_defaults(run=list_installations)
+
+    tokens = commands.add_parser("tokens", help="show an installation's token expiry")
+    tokens.add_argument("installation_id")
+    tokens.set_defaults(run=show_token_status)
+
+    refresh = commands.add_parser("refresh", help="renew an installation's tokens now")
+    refresh.add_argument("installation_id")
+    refresh.add_argument(
+        "--kind",
+        choices=("bot", "user", "all"),
+        default="all",
+        help="which token to renew (default: all)",
+    )
+    refresh.set_defaults(run=force_refresh)
+
+    remove = commands.add_parser(
+        "remove", help="revoke an installation's tokens at Plane and delete it"
+    )
+    remove.add_argument("installation_id")
+    remove.add_argument(
+        "--force",
+        action="store_true",
+        help="delete the stored installation even if Plane could not revoke a token",
+    )
+    remove.set_defaults(run=remove_installation)
+
+    rotate = commands.add_parser(
+        "reencrypt-tokens",
+        help="re-encrypt every stored token with the first TOKEN_ENCRYPTION_KEYS key",
+    )
+    rotate.set_defaults(run=reencrypt_tokens)
+    return parser
+
+
+def main(argv: list[str] | None = None, output=sys.stdout) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"The command cannot start. {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    context = runtime.init(settings)
+    try:
+        return arguments.run(context, arguments, output)
+    except PlaneAppError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
