@@ -14,8 +14,8 @@ from flask import Blueprint, current_app, jsonify, request
 from ingress.raw_body import BODY_SIZE_KEY, BODY_TOO_LARGE_KEY, RAW_BODY_KEY
 from shared import queues
 from shared.logs import safe_delivery_id
-from shared.redis_client import key
 from shared.signature import SignatureCheck, check_signature
+from shared.uninstall_checks import schedule_uninstall_check
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +29,6 @@ UNINSTALL_NOTICE_KEYS = {
     "status",
 }
 
-# At most one confirmation job per installation starts in this window, however
-# many unsigned notices arrive, because each job calls Plane's token endpoint. A
-# notice that arrives inside the window schedules one more check at its end, so
-# a forged notice cannot hide a real one that follows it.
-UNINSTALL_CHECK_INTERVAL_SECONDS = 300
-# Network failures while checking are retried after these waits.
-UNINSTALL_CHECK_RETRY_INTERVALS_SECONDS = [30, 120, 600]
 
 blueprint = Blueprint("webhooks", __name__)
 
@@ -135,35 +128,7 @@ def _accept_uninstall_notice(context, notice: dict, log_fields: dict):
             extra=fields,
         )
     else:
-        _schedule_uninstall_check(context, installation_id, fields)
-    return jsonify(status="accepted"), 202
-
-
-def _schedule_uninstall_check(context, installation_id: str, fields: dict) -> None:
-    window_key = key("uninstall-check", installation_id)
-    follow_up_key = key("uninstall-check-follow-up", installation_id)
-    window = UNINSTALL_CHECK_INTERVAL_SECONDS
-
-    if context.redis.set(window_key, "1", nx=True, ex=window):
-        delay = None
-    elif context.redis.set(follow_up_key, "1", nx=True, ex=window):
-        delay = max(1, context.redis.ttl(window_key))
-    else:
-        logger.info(
-            "unsigned uninstall notice: a check is already scheduled", extra=fields
+        schedule_uninstall_check(
+            context.redis, installation_id, reason="unsigned uninstall notice"
         )
-        return
-
-    job = queues.enqueue(
-        context.install_queue,
-        queues.UNINSTALL_CHECK_JOB,
-        args=(installation_id,),
-        description=f"confirm uninstall of {installation_id}",
-        job_timeout=queues.INSTALL_JOB_TIMEOUT_SECONDS,
-        retry_intervals=UNINSTALL_CHECK_RETRY_INTERVALS_SECONDS,
-        delay_seconds=delay,
-    )
-    logger.info(
-        "unsigned uninstall notice: confirmation enqueued",
-        extra={**fields, "job_id": job.id, "delay_seconds": delay or 0},
-    )
+    return jsonify(status="accepted"), 202

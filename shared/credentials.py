@@ -19,6 +19,7 @@ from shared.errors import (
     InstallationNotFoundError,
     InvalidGrantError,
     PlaneAppError,
+    PlaneUnavailableError,
     ReauthorizationRequiredError,
 )
 from shared.installations import (
@@ -28,6 +29,7 @@ from shared.installations import (
 )
 from shared.plane_oauth import PlaneOAuthClient
 from shared.redis_client import key
+from shared.uninstall_checks import schedule_uninstall_check
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,17 @@ class InstallationCredentials:
             ):
                 return stored.access_token
 
-            response = self.oauth.mint_bot_token(self.installation_id)
+            try:
+                response = self.oauth.mint_bot_token(self.installation_id)
+            except PlaneUnavailableError as error:
+                if error.status is not None:
+                    # Plane most likely returns 5xx for an uninstalled installation.
+                    schedule_uninstall_check(
+                        self.redis,
+                        self.installation_id,
+                        reason=f"bot token mint failed with HTTP {error.status}",
+                    )
+                raise
             expires_at = self.clock() + response.expires_in
             self.store.save_bot_token(
                 self.installation_id, response.access_token, expires_at

@@ -321,3 +321,39 @@ def test_unreachable_plane_raises_connection_error_after_cap(sleeps):
     assert len(sleeps) == 4
     assert sum(sleeps) <= 30
     assert INSTALLATION_ID in str(raised.value)
+
+
+def test_mint_server_error_schedules_uninstall_check(
+    standin, store, clock, credentials
+):
+    standin.script(
+        "token:client_credentials",
+        [{"status": 500, "body": "<h1>Server Error (500)</h1>"}] * 5,
+    )
+
+    with pytest.raises(PlaneUnavailableError):
+        credentials.bot_token()
+
+    install_queue = store.redis.lrange("rq:queue:install", 0, -1)
+    assert len(install_queue) == 1
+
+
+def test_lost_refresh_response_marks_reauthorization(
+    standin, store, clock, credentials, monkeypatch
+):
+    from shared import plane_oauth
+
+    monkeypatch.setattr(plane_oauth, "TOKEN_REQUEST_TIMEOUT_SECONDS", 0.3)
+    store_user_tokens(standin, store, clock, lifetime=20)
+    # The stand-in rotates at once, then holds its response past the timeout.
+    standin.script("token:refresh_token", [{"delay": 1.0}])
+
+    with pytest.raises(PlaneUnavailableError):
+        credentials.user_token()
+    with pytest.raises(ReauthorizationRequiredError):
+        credentials.user_token()
+    with pytest.raises(ReauthorizationRequiredError):
+        credentials.user_token()
+
+    assert len(standin.token_requests("refresh_token")) == 2
+    assert store.get(INSTALLATION_ID).status == STATUS_NEEDS_REAUTHORIZATION
