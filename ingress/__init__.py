@@ -13,6 +13,7 @@ from rq import Queue
 from ingress import oauth, webhooks
 from ingress.raw_body import RawBodyMiddleware
 from shared import queues
+from shared.deliveries import DeliveryQueue
 from shared.installations import InstallationStore
 from shared.plane_oauth import PlaneOAuthClient
 from shared.redis_client import connect
@@ -28,7 +29,7 @@ class IngressContext:
     store: InstallationStore
     oauth: PlaneOAuthClient
     install_queue: Queue
-    delivery_queue: Queue
+    deliveries: DeliveryQueue
 
 
 def create_app(settings: Settings, *, connection: redis.Redis | None = None) -> Flask:
@@ -50,7 +51,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None) -> 
         store=InstallationStore.from_settings(connection, settings),
         oauth=PlaneOAuthClient.from_settings(settings),
         install_queue=queues.get_queue(queues.INSTALL_QUEUE, connection),
-        delivery_queue=queues.get_queue(queues.DELIVERY_QUEUE, connection),
+        deliveries=DeliveryQueue(connection),
     )
 
     app.register_blueprint(webhooks.blueprint)

@@ -6,13 +6,15 @@ so the 202 goes out only after Redis has the job. No call to Plane happens here.
 
 import json
 import logging
+import socket
+import struct
 import time
 import uuid
 
+import redis
 from flask import Blueprint, current_app, jsonify, request
 
 from ingress.raw_body import BODY_SIZE_KEY, BODY_TOO_LARGE_KEY, RAW_BODY_KEY
-from shared import queues
 from shared.logs import safe_delivery_id
 from shared.signature import SignatureCheck, check_signature
 from shared.uninstall_checks import schedule_uninstall_check
@@ -72,21 +74,55 @@ def receive_webhook():
     if not isinstance(payload, dict):
         return _reject_body(log_fields, "body is JSON but not an object")
 
-    event = str(payload.get("event") or request.headers.get("X-Plane-Event") or "-")
-    action = str(payload.get("action") or "-")
-    job = queues.enqueue(
-        context.delivery_queue,
-        queues.DELIVERY_JOB,
-        args=(queues.encode_body(body), delivery_id, time.time()),
-        description=f"delivery {delivery_id} {event}.{action}",
-        job_timeout=queues.DELIVERY_JOB_TIMEOUT_SECONDS,
-        retry_intervals=queues.DELIVERY_RETRY_INTERVALS_SECONDS,
+    log_fields.update(
+        event=str(payload.get("event") or "-"), action=str(payload.get("action") or "-")
     )
-    logger.info(
-        "delivery enqueued",
-        extra={**log_fields, "event": event, "action": action, "job_id": job.id},
-    )
+    try:
+        result = context.deliveries.enqueue(
+            body, payload, delivery_id=delivery_id, received_at=time.time()
+        )
+    except redis.RedisError as error:
+        # No status makes Plane retry, so the connection is dropped unanswered.
+        logger.error(
+            "delivery not stored: Redis failed (%s); closing the connection "
+            "unanswered so Plane retries it",
+            error,
+            extra=log_fields,
+        )
+        _abort_connection(request.environ)
+        return _reject(503, "could not store the delivery; retry later")
+
+    if result.duplicate:
+        logger.info(
+            "duplicate of %s, skipped",
+            _describe_duplicate(result.dedupe_key),
+            extra={**log_fields, "job_id": result.job_id},
+        )
+        return jsonify(status="duplicate", delivery_id=delivery_id), 202
+    logger.info("delivery enqueued", extra={**log_fields, "job_id": result.job_id})
     return jsonify(status="accepted", delivery_id=delivery_id), 202
+
+
+def _describe_duplicate(dedupe_key: str) -> str:
+    kind, _, value = dedupe_key.partition(":")
+    if kind == "event":
+        return f"event {value}"
+    return f"an earlier delivery with the same body (sha256 {value[:12]})"
+
+
+def _abort_connection(environ: dict) -> None:
+    """Reset the client connection, so the sender sees no HTTP response at all.
+
+    Only gunicorn exposes the socket; under another server the 503 goes out.
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # the client is already gone, which is the outcome we want
 
 
 def _reject(status: int, reason: str):

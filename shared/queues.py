@@ -46,6 +46,14 @@ DELIVERY_RETRY_INTERVALS_SECONDS = [1, 2, 4, 8, 15, 30, 60, 120, 300, 360]
 FAILED_JOB_TTL_SECONDS = 7 * 24 * 3600
 
 
+def delivery_retry() -> Retry:
+    """Return the retry schedule of delivery jobs."""
+    return Retry(
+        max=len(DELIVERY_RETRY_INTERVALS_SECONDS),
+        interval=DELIVERY_RETRY_INTERVALS_SECONDS,
+    )
+
+
 def get_queue(name: str, connection: redis.Redis) -> Queue:
     """Return queue ``name`` bound to the project's serializer."""
     return Queue(name, connection=connection, serializer=SERIALIZER)

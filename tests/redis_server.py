@@ -35,10 +35,16 @@ def redis_server_binary() -> str:
 
 
 class ThrowawayRedis:
-    """A redis-server on a free port that keeps nothing on disk."""
+    """A redis-server on a free port in a temporary folder.
 
-    def __init__(self) -> None:
+    By default it keeps nothing on disk. With ``persistent=True`` it writes an
+    append-only file, so ``halt()`` then ``start()`` brings the data back, as a
+    production Redis with AOF would after a restart.
+    """
+
+    def __init__(self, *, persistent: bool = False) -> None:
         self.port = free_port()
+        self.persistent = persistent
         self.directory = tempfile.mkdtemp(prefix="plane-app-redis-")
         self.process: subprocess.Popen | None = None
 
@@ -57,7 +63,9 @@ class ThrowawayRedis:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 self.directory,
             ],
@@ -74,10 +82,14 @@ class ThrowawayRedis:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server but keep its folder, so ``start()`` can bring it back."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -122,13 +122,18 @@ def test_every_fixture_is_accepted_and_routed(stack, fixture):
     assert "failed" not in outcome
 
 
-def test_created_fixture_comments_once_on_its_work_item(stack):
-    for _ in range(2):
-        sent = stack.standin.send_fixture("issue.created")
-        stack.wait_for_delivery(sent["deliveries"][0]["attempts"][-1]["delivery_id"])
+def test_resent_fixture_is_skipped_as_duplicate(stack):
+    sent = [stack.standin.send_fixture("issue.created") for _ in range(2)]
+    second = sent[1]["deliveries"][0]["attempts"][-1]["delivery_id"]
 
+    wait_for(
+        lambda: f"delivery_id={second}" in stack.web.output(),
+        timeout=10,
+        message="the second delivery to reach the web process",
+    )
     comments = stack.bot_comments_on(defaults.WORK_ITEM_ID)
     welcome = [c for c in comments if "picked up by the app" in c["comment_html"]]
+    assert "duplicate of an earlier delivery" in stack.web.output()
     assert len(welcome) == 1
 
 
