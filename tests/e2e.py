@@ -65,8 +65,11 @@ class Stack:
         self.standin.stop()
 
 
-def start_stack(redis_url: str) -> Stack:
-    """Start the stand-in, then the Procfile's web and worker processes."""
+def start_stack(redis_url: str, **settings: str) -> Stack:
+    """Start the stand-in, then the Procfile's web and worker processes.
+
+    ``settings`` are extra environment variables for both processes.
+    """
     port = free_port()
     web_url = f"http://127.0.0.1:{port}"
     standin = StandIn(
@@ -84,6 +87,7 @@ def start_stack(redis_url: str) -> Stack:
         WEB_CONCURRENCY="2",
         WORKER_CONCURRENCY="2",
         LOG_LEVEL="INFO",
+        **settings,
     )
     commands = read_procfile()
     web = AppProcess("web", commands["web"], env).start()

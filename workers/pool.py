@@ -7,9 +7,10 @@ One supervisor process starts ``1 + WORKER_CONCURRENCY`` RQ workers:
   authorization code dies 60 s after consent);
 * the others listen to the install queue first, then the delivery queue.
 
-Every worker runs RQ's scheduler loop, which moves scheduled retries back onto
-their queue. The supervisor restarts a worker that dies and, on SIGTERM or
-SIGINT, passes one SIGTERM to each worker so it finishes its job and stops.
+The supervisor restarts a worker that dies and, on SIGTERM or SIGINT, passes
+one SIGTERM to each worker so it finishes its job and stops. It also runs the
+housekeeping (``workers.housekeeping``): moving scheduled retries back onto
+their queues and recovering the jobs of workers that died.
 """
 
 import logging
@@ -17,11 +18,15 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 
 import redis
-from rq import SimpleWorker
+from rq import SimpleWorker, worker_registration
+from rq.exceptions import AbandonedJobError, ShutDownImminentException
 from rq.job_lifecycle import call_exception_handlers
+from rq.utils import now
+from rq.worker.base import WorkerStatus
 
 from shared import queues
 from shared.errors import PlaneAppError, SettingsError
@@ -30,6 +35,7 @@ from shared.monitoring import init_sentry
 from shared.redis_client import connect
 from shared.settings import Settings, load_settings
 from workers import runtime
+from workers.housekeeping import Housekeeper
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,24 @@ RESTART_PAUSE_SECONDS = 5
 # Platforms send SIGKILL about 30 s after SIGTERM; stop waiting a little before.
 SHUTDOWN_GRACE_SECONDS = 25
 SUPERVISOR_POLL_SECONDS = 0.5
+
+# A running job's execution is renewed every HEARTBEAT_INTERVAL_SECONDS with a
+# lifetime of EXECUTION_TTL_SECONDS. When a worker dies (SIGKILL, a lost
+# machine), its execution expires within that lifetime, and the supervisor's
+# housekeeper, which looks every 5 s, hands the job to RQ's retry. Recovery
+# therefore takes about 20 + 5 s plus the retry wait (1 s for a first retry),
+# and up to 10 s more when the whole pool died and a new supervisor must wait
+# for the old one's housekeeping lease. RQ's defaults (job timeout + 60 s, and
+# cleanup every 10 minutes) would leave a killed delivery waiting far longer.
+HEARTBEAT_INTERVAL_SECONDS = 5
+EXECUTION_TTL_SECONDS = 20
+# How often a worker prunes dead workers from RQ's worker registry.
+MAINTENANCE_INTERVAL_SECONDS = 5
+WORKER_TTL_SECONDS = 20
+# On SIGTERM a running job gets this long to finish, then ShutDownImminentException
+# is raised inside it and RQ's retry requeues it, well before the platform's
+# SIGKILL (about 30 s after SIGTERM).
+IMMINENT_SHUTDOWN_SECONDS = 15
 
 
 class PlaneWorker(SimpleWorker):
@@ -52,7 +76,80 @@ class PlaneWorker(SimpleWorker):
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("serializer", queues.SERIALIZER)
+        kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
+        kwargs.setdefault("job_monitoring_interval", HEARTBEAT_INTERVAL_SECONDS)
         super().__init__(*args, **kwargs)
+        self._shutdown_timer: threading.Timer | None = None
+        self.push_exc_handler(_log_abandoned_job)
+
+    def clean_registries(self) -> None:
+        """Leave registry cleanup to the supervisor's housekeeper, except workers.
+
+        Two cleaners racing over the same abandoned job would retry it twice.
+        """
+        for queue in self.queues:
+            worker_registration.clean_worker_registry(queue)
+        self.last_cleaned_at = now()
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        """Keep executions short-lived; the heartbeat thread renews them."""
+        return EXECUTION_TTL_SECONDS
+
+    def execute_job(self, job, queue) -> None:
+        """Run the job in this process, renewing its execution while it runs."""
+        execution = self.prepare_execution(job)
+        finished = threading.Event()
+        beat = threading.Thread(
+            target=self._renew_heartbeats,
+            args=(job, execution, finished),
+            name=f"heartbeat-{job.id}",
+            daemon=True,
+        )
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            finished.set()
+            self._cancel_shutdown_timer()
+            beat.join(timeout=HEARTBEAT_INTERVAL_SECONDS)
+        self.set_state(WorkerStatus.IDLE)
+
+    def _renew_heartbeats(self, job, execution, finished: threading.Event) -> None:
+        while not finished.wait(HEARTBEAT_INTERVAL_SECONDS):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except redis.RedisError as error:
+                logger.warning(
+                    "job heartbeat failed: %s", error, extra={"job_id": job.id}
+                )
+
+    def handle_warm_shutdown_request(self) -> None:
+        """Give a running job IMMINENT_SHUTDOWN_SECONDS, then interrupt it."""
+        super().handle_warm_shutdown_request()
+        if self.get_state() != WorkerStatus.BUSY:
+            return
+        signal.signal(signal.SIGRTMIN, self._interrupt_job)
+        self._shutdown_timer = threading.Timer(
+            IMMINENT_SHUTDOWN_SECONDS, os.kill, (os.getpid(), signal.SIGRTMIN)
+        )
+        self._shutdown_timer.daemon = True
+        self._shutdown_timer.start()
+        logger.warning(
+            "shutdown requested: the running job is interrupted in %s s unless it "
+            "finishes",
+            IMMINENT_SHUTDOWN_SECONDS,
+            extra={"worker": self.name},
+        )
+
+    def _interrupt_job(self, signum, frame) -> None:
+        if self.get_state() == WorkerStatus.BUSY:
+            raise ShutDownImminentException("worker shutting down", {})
+
+    def _cancel_shutdown_timer(self) -> None:
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+            self._shutdown_timer = None
 
     def handle_exception(self, job, *exc_info):
         """Log a job's failure without its arguments, then run the custom handlers.
@@ -70,11 +167,40 @@ class PlaneWorker(SimpleWorker):
             "retries_left": job.retries_left,
         }
 
-        if isinstance(error, PlaneAppError) and error.retryable and job.retries_left:
+        if isinstance(error, ShutDownImminentException):
+            logger.warning(
+                "job interrupted by shutdown; RQ will run it again", extra=fields
+            )
+        elif isinstance(error, PlaneAppError) and error.retryable and job.retries_left:
             logger.warning("job failed, will retry: %s", error, extra=fields)
         else:
             logger.error("job failed: %s", error, exc_info=exc_info, extra=fields)
         call_exception_handlers(self._exc_handlers, job, *exc_info)
+
+
+def _log_abandoned_job(job, exc_type, exc_value, traceback) -> bool:
+    """Log a job whose worker died (RQ's registry cleanup found it expired)."""
+    if exc_type is AbandonedJobError:
+        delivery_id = job.args[1] if job.func_name == queues.DELIVERY_JOB else "-"
+        logger.error(
+            "job abandoned by a dead worker; RQ retries it if it has retries left",
+            extra={
+                "job_id": job.id,
+                "delivery_id": delivery_id,
+                "worker": job.worker_name or "-",
+                "retries_left": job.retries_left,
+            },
+        )
+    return True  # let the next handler run too
+
+
+class _HidePeriodicMaintenance(logging.Filter):
+    """Drop RQ's INFO line for each registry cleanup, which now runs every 5 s."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "cleaning registries" not in record.msg and (
+            "cleaning group registries" not in record.msg
+        )
 
 
 def worker_plan(settings: Settings) -> list[tuple[str, list[str]]]:
@@ -94,6 +220,7 @@ def run_worker(role: str, queue_names: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     settings = load_settings()
     configure_logging(settings.log_level)
+    logging.getLogger("rq.worker").addFilter(_HidePeriodicMaintenance())
     init_sentry(settings, process="worker")
     context = runtime.init(settings)
     worker = PlaneWorker(
@@ -101,14 +228,17 @@ def run_worker(role: str, queue_names: list[str]) -> None:
         connection=context.redis,
         name=f"{os.uname().nodename}.{os.getpid()}.{role}",
     )
-    worker.work(with_scheduler=True, logging_level=settings.log_level)
+    worker.work(with_scheduler=False, logging_level=settings.log_level)
 
 
 class Supervisor:
     """Start the planned workers, restart any that die, stop all on a signal."""
 
-    def __init__(self, plan: list[tuple[str, list[str]]]) -> None:
+    def __init__(
+        self, plan: list[tuple[str, list[str]]], housekeeper: Housekeeper
+    ) -> None:
         self.plan = plan
+        self.housekeeper = housekeeper
         self.processes: dict[str, multiprocessing.Process] = {}
         self.started_at: dict[str, float] = {}
         self.stopping = False
@@ -122,6 +252,7 @@ class Supervisor:
         while not self.stopping:
             time.sleep(SUPERVISOR_POLL_SECONDS)
             self._restart_dead_workers()
+            self.housekeeper.tick()
         return self._stop_all()
 
     def _start(self, role: str, queue_names: list[str]) -> None:
@@ -184,8 +315,9 @@ def main() -> int:
         print(f"The worker cannot start. {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    connection = connect(settings.redis_url)
     try:
-        connect(settings.redis_url).ping()
+        connection.ping()
     except (redis.RedisError, OSError) as error:
         print(
             f"The worker cannot reach Redis at REDIS_URL ({error}). "
@@ -193,4 +325,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    return Supervisor(worker_plan(settings)).run()
+    housekeeper = Housekeeper(
+        connection, [queues.INSTALL_QUEUE, queues.DELIVERY_QUEUE], _log_abandoned_job
+    )
+    return Supervisor(worker_plan(settings), housekeeper).run()
