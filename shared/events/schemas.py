@@ -49,16 +49,18 @@ class IdOrObject(fields.Field):
         return value
 
 
-def _id(**kwargs) -> UUIDString:
-    return UUIDString(load_default=None, allow_none=True, **kwargs)
+# Entity fields have no load default: a key Plane left out stays out, so a
+# deletion's data is {"id": ...} and not a record full of nulls.
+def _id() -> UUIDString:
+    return UUIDString(allow_none=True)
 
 
 def _text() -> fields.String:
-    return fields.String(load_default=None, allow_none=True)
+    return fields.String(allow_none=True)
 
 
 def _any() -> fields.Raw:
-    return fields.Raw(load_default=None, allow_none=True)
+    return fields.Raw(allow_none=True)
 
 
 class _Tolerant(Schema):
@@ -84,7 +86,7 @@ class ResourceActivitySchema(_Tolerant):
     new_value = _any()
     old_identifier = _any()
     new_identifier = _any()
-    actor = fields.Nested(UserLiteSchema, load_default=None, allow_none=True)
+    actor = fields.Nested(UserLiteSchema, allow_none=True)
 
 
 class _Entity(_Tolerant):
@@ -110,11 +112,11 @@ class ProjectSchema(_Entity):
 
 class WorkItemSchema(_Entity):
     project = _id()
-    state = IdOrObject(load_default=None, allow_none=True)
-    labels = fields.List(IdOrObject(), load_default=list, allow_none=True)
-    assignees = fields.List(IdOrObject(), load_default=list, allow_none=True)
+    state = IdOrObject(allow_none=True)
+    labels = fields.List(IdOrObject(), allow_none=True)
+    assignees = fields.List(IdOrObject(), allow_none=True)
     priority = _text()
-    sequence_id = fields.Integer(load_default=None, allow_none=True)
+    sequence_id = fields.Integer(allow_none=True)
     description_html = _text()
     description_stripped = _text()
     start_date = _text()
@@ -148,7 +150,7 @@ class CycleSchema(_Entity):
 class ModuleSchema(_Entity):
     project = _id()
     lead = _id()
-    members = fields.List(UUIDString(), load_default=list, allow_none=True)
+    members = fields.List(UUIDString(), allow_none=True)
     status = _text()
     start_date = _text()
     target_date = _text()
@@ -159,7 +161,7 @@ class IntakeIssueSchema(_Entity):
     intake = _id()
     project = _id()
     status = _any()
-    issue_detail = fields.Nested(WorkItemSchema, load_default=None, allow_none=True)
+    issue_detail = fields.Nested(WorkItemSchema, allow_none=True)
 
 
 class AgentRunSchema(_Tolerant):
@@ -187,10 +189,10 @@ class AgentRunActivitySchema(_Tolerant):
 
     id = UUIDString(required=True)
     type = _text()
-    content = fields.Nested(AgentRunContentSchema, load_default=dict)
-    signal = fields.String(load_default="continue", allow_none=True)
-    signal_metadata = fields.Dict(load_default=dict, allow_none=True)
-    ephemeral = fields.Boolean(load_default=None, allow_none=True)
+    content = fields.Nested(AgentRunContentSchema, allow_none=True)
+    signal = fields.String(allow_none=True)
+    signal_metadata = fields.Dict(allow_none=True)
+    ephemeral = fields.Boolean(allow_none=True)
     agent_run = _id()
     comment = _id()
     actor = _id()

@@ -83,7 +83,7 @@ def build_v2_event(payload: dict, *, delivery_id: str) -> Event:
         change=change,
         changed_fields=changed,
         known_action=names.is_known_action(action),
-        entity_id=envelope["entity_id"],
+        entity_id=envelope.get("entity_id"),
         event_id=envelope["event_id"],
         previous_attributes=previous,
         actor_id=_actor_id(data),
