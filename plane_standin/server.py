@@ -294,7 +294,7 @@ class StandIn:
             return [dict(run) for run in self.world.agent_runs.runs.values()]
 
     def agent_activities(self, run_id: str) -> list[dict]:
-        """A run's activities, prompts included, in the order they were made."""
+        """Return a run's activities, prompts included, in the order they were made."""
         return self.world.agent_runs.activities_of(run_id)
 
     def consents(self) -> list[dict]:

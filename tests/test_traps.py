@@ -136,7 +136,7 @@ def test_assignee_added_runs_once(harness, activity_first):
     assert calls == [("issue", "updated", "assignees")]
 
 
-def test_one_edit_of_two_keys_runs_each_field_once(harness):
+def test_two_key_edit_runs_fields_once(harness):
     state_calls: list = []
     priority_calls: list = []
     any_update: list = []

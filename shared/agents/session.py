@@ -5,7 +5,7 @@ Plane marks a run ``stale`` when nothing touched it for five minutes
 soon as it starts and a heartbeat thought whenever the handler has been quiet
 for ``HEARTBEAT_INTERVAL_SECONDS``. A stop request is a prompt with signal
 ``stop``. Its own delivery job records it in Redis (``request_stop``), and the
-running handler sees it through ``stop_requested`` or when it next posts a
+running handler reads it through ``stop_requested`` or when it next posts a
 thought or an action.
 """
 
@@ -98,7 +98,7 @@ class AgentSession:
         self._send(build_activity("action", action=action, parameters=parameters))
 
     def response(self, body: str) -> None:
-        """Answer the member. Plane posts it as a reply comment in the thread."""
+        """Post the reply to the member, which Plane adds as a comment in the thread."""
         self._send(build_activity("response", body=body))
         self.answered = True
 

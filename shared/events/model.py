@@ -36,7 +36,7 @@ class Change:
 
 @dataclass(frozen=True)
 class AgentPrompt:
-    """What a member asked an agent: the run, the prompt activity and its text."""
+    """A member's prompt to an agent: the run, the prompt activity and its text."""
 
     run_id: str
     activity_id: str

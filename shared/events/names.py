@@ -2,7 +2,7 @@
 
 Plane names the same thing differently depending on where a change came from:
 the web app sends ``state_id`` where the REST API sends ``state``, the v2 format
-says ``workitem`` where v1 says ``issue``. Everything here maps those spellings
+uses ``workitem`` where v1 uses ``issue``. Everything here maps those spellings
 to one canonical name, so handlers and the handler registry compare like with
 like. The functions are pure lookups.
 """

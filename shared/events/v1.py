@@ -7,8 +7,8 @@ The traps, all from the commercial edition's activity path (and older CE):
   ``issue``/``deleted`` with data ``{"id": ...}``. A real creation has
   ``field`` null and a real deletion has ``field`` ``issue``;
 * other additions and removals on a work item (a link, an attachment, a
-  relation) also arrive as ``created`` or ``deleted`` with their field set;
-  handlers see them as ``updated`` with that field;
+  relation) also arrive as ``created`` or ``deleted`` with their field set.
+  Handlers see them as ``updated`` with that field;
 * a cleared estimate arrives as ``removed`` with ``field`` ``estimate_<type>``;
   handlers see ``updated`` with field ``estimate_point``;
 * intake status changes carry the raw status (-2 to 2) as the action; handlers
