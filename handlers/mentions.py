@@ -23,7 +23,9 @@ def mentioned_user_ids(comment_html: str) -> set[str]:
     return ids
 
 
-@on("issue_comment", "created")
+# With PLANE_APP_MENTIONS on, Plane also starts an agent run for the mention and
+# the agent handler (handlers.agent) answers it, so this reply stays silent.
+@on("issue_comment", "created", replaced_by_agent=True)
 def reply_to_mention(event: Event, plane) -> None:
     bot_user_id = event.installation.bot_user_id
     if bot_user_id not in mentioned_user_ids(event.data.get("comment_html", "")):

@@ -45,6 +45,18 @@ def announce_comment(runtime: Runtime, comment: dict, *, wait: bool) -> list[dic
     return results
 
 
+def announce_stop(runtime: Runtime, run_id: str, actor_id: str, *, wait: bool):
+    """Send the `agent_run_user_prompt` of a member's stop request."""
+    events = runtime.world.agent_runs.stop_run(run_id, actor_id)
+    prompted = payloads.agent_run_prompted(
+        events.prompt,
+        events.run_after_prompt,
+        client_id=runtime.config.client_id,
+        webhook_id=_webhook_id(runtime),
+    )
+    return [runtime.deliverer.deliver(prompted, wait=wait, agent_event=True)]
+
+
 def announce_comment_update(
     runtime: Runtime, comment: dict, changes: dict, actor_id: str, *, wait: bool
 ) -> list[dict]:

@@ -55,6 +55,18 @@ def create_member_comment(
     return {"comment": comment, "deliveries": deliveries}
 
 
+def stop_agent_run(runtime: Runtime, run_id: str, *, wait: bool = True) -> dict:
+    """Press stop on an agent run as Bo, and send the stop prompt's webhook.
+
+    Raises KeyError for an unknown run.
+    """
+    deliveries = events.announce_stop(
+        runtime, run_id, defaults.MEMBER_USER_ID, wait=wait
+    )
+    logger.info("agent run stop requested", extra={"agent_run_id": run_id})
+    return {"deliveries": deliveries}
+
+
 def send_fixture(runtime: Runtime, name: str, *, wait: bool = True) -> dict:
     """Send a fixture by name, signed unless it is the uninstall notice."""
     return {"deliveries": [runtime.deliverer.send_fixture(name, wait=wait)]}

@@ -83,6 +83,30 @@ class AgentRunBook:
             prompt = self._add_prompt(run, comment)
             return AgentRunEvents(prompt, copy.deepcopy(run), created)
 
+    def stop_run(self, run_id: str, actor_id: str) -> AgentRunEvents:
+        """Ask a run to stop, as the stop button does: a prompt with signal `stop`.
+
+        The run goes to `stopping` until the agent posts a response.
+        Raises KeyError for an unknown run.
+        """
+        world = self.world
+        with world.lock:
+            run = self.runs[run_id]
+            timestamp = world.now_text()
+            prompt = agent_runs.new_activity(
+                run,
+                activity_type="prompt",
+                content={"type": "prompt", "body": "Stop"},
+                actor=actor_id,
+                timestamp=timestamp,
+                comment_id=None,
+                signal="stop",
+            )
+            self.activities[prompt["id"]] = prompt
+            run.update(status="stopping", updated_at=timestamp)
+            self._touched_at[run_id] = world.clock()
+            return AgentRunEvents(copy.deepcopy(prompt), copy.deepcopy(run))
+
     def _add_prompt(self, run: dict, comment: dict) -> dict:
         timestamp = self.world.now_text()
         prompt = agent_runs.new_activity(

@@ -265,6 +265,9 @@ class StandIn:
     def send_fixture(self, name: str, *, wait: bool = True) -> dict:
         return operations.send_fixture(self.runtime, name, wait=wait)
 
+    def stop_agent_run(self, run_id: str, *, wait: bool = True) -> dict:
+        return operations.stop_agent_run(self.runtime, run_id, wait=wait)
+
     def wait_for_background_sends(self, timeout: float = 5.0) -> bool:
         """Wait for webhooks sent in the background (API echoes, `wait=False`)."""
         return self.runtime.deliverer.wait_for_background_sends(timeout)
@@ -284,6 +287,15 @@ class StandIn:
         """Comments created through the API, each with the `token` and its `user_id`."""
         with self.world.lock:
             return list(self.world.created_comments)
+
+    def agent_runs(self) -> list[dict]:
+        """Copies of every agent run, oldest first."""
+        with self.world.lock:
+            return [dict(run) for run in self.world.agent_runs.runs.values()]
+
+    def agent_activities(self, run_id: str) -> list[dict]:
+        """Return a run's activities, prompts included, in the order they were made."""
+        return self.world.agent_runs.activities_of(run_id)
 
     def consents(self) -> list[dict]:
         with self.world.lock:

@@ -158,6 +158,9 @@ def app_environment(redis_url: str) -> dict[str, str]:
         PLANE_REDIRECT_URI=f"{WEB_URL}/oauth/callback",
         PLANE_WEBHOOK_SECRET=DEMO_WEBHOOK_SECRET,
         PLANE_SCOPES="read write",
+        # The stand-in starts an agent run for each mention of the bot, so the
+        # example agent answers mentions (handlers/agent.py).
+        PLANE_APP_MENTIONS="true",
         REDIS_URL=redis_url,
         SECRET_KEY=DEMO_SECRET_KEY,
         TOKEN_ENCRYPTION_KEYS=token_encryption_key(),
@@ -231,7 +234,7 @@ def print_next_steps() -> None:
     standin = f"{python} -m plane_standin"
     say("everything is running. In another terminal, try:")
     say(f'  {standin} work-item "Another work item"')
-    say(f'  {standin} comment <work item id> "hello" --mention')
+    say(f'  {standin} comment <work item id> "hello" --mention   # agent answers')
     say(f"  {standin} send issue.updated   # any name in tests/fixtures/plane")
     say(f"  curl {WEB_URL}/healthz")
     say("press Ctrl-C to stop")

@@ -44,6 +44,7 @@ class Settings:
     handler_modules: tuple[str, ...]
     sentry_dsn: str
     allow_install_without_state: bool
+    app_mentions: bool
     webhook_max_body_bytes: int
     token_refresh_margin_seconds: int
     worker_concurrency: int
@@ -83,6 +84,7 @@ def load_settings(
         allow_install_without_state=reader.boolean(
             "PLANE_ALLOW_INSTALL_WITHOUT_STATE", False
         ),
+        app_mentions=reader.boolean("PLANE_APP_MENTIONS", False),
         webhook_max_body_bytes=reader.positive_int(
             "WEBHOOK_MAX_BODY_BYTES", DEFAULT_WEBHOOK_MAX_BODY_BYTES
         ),

@@ -1,3 +1,5 @@
+import pytest
+
 from shared.registry import HandlerRegistry
 
 
@@ -65,3 +67,56 @@ def test_registration_name_is_module_qualified():
         registry.match("issue", "x")[0].name
         == f"{__name__}.test_registration_name_is_module_qualified.<locals>.any_issue"
     )
+
+
+def test_work_item_alias_is_issue():
+    registry = HandlerRegistry()
+
+    @registry.on("work_item", "created")
+    def new_work_item(event, plane): ...
+
+    assert names(registry.match("issue", "created")) == ["new_work_item"]
+
+
+def test_dotted_v2_name_sets_event_and_action():
+    registry = HandlerRegistry()
+
+    @registry.on("workitem.comment.updated")
+    def comment_edited(event, plane): ...
+
+    assert names(registry.match("issue_comment", "updated")) == ["comment_edited"]
+
+
+def test_field_filter_uses_canonical_name():
+    registry = HandlerRegistry()
+
+    @registry.on("issue", "updated", field="state_id")
+    def moved(event, plane): ...
+
+    assert names(registry.match("issue", "updated", frozenset({"state"}))) == ["moved"]
+
+
+def test_field_filter_skips_other_fields():
+    registry = HandlerRegistry()
+
+    @registry.on("issue", "updated", field="state")
+    def moved(event, plane): ...
+
+    assert registry.match("issue", "updated", frozenset({"priority"})) == []
+
+
+def test_misspelt_action_is_rejected():
+    registry = HandlerRegistry()
+
+    with pytest.raises(ValueError, match="update"):
+        registry.on("issue", "update")
+
+
+def test_agent_prompt_registration_is_an_agent():
+    registry = HandlerRegistry()
+
+    @registry.on_agent_prompt
+    def answer(event, plane): ...
+
+    assert registry.has_agent_handlers()
+    assert registry.match("agent_run_user_prompt", "created")[0].agent

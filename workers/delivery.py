@@ -1,7 +1,9 @@
 """The delivery job: parse a webhook, find its installation, run its handlers.
 
 Each handler that succeeds is recorded against the job, so when one of three
-handlers fails and RQ retries the job, only the failed one runs again.
+handlers fails and RQ retries the job, only the failed one runs again. Copies
+of one edit run the handlers once (``workers.coalesce``). A stop request for an
+agent run is recorded here, by the stop prompt's own job.
 """
 
 import dataclasses
@@ -11,16 +13,19 @@ import time
 from rq import get_current_job
 
 from shared import queues
+from shared.agents import request_stop, run_agent_handler
 from shared.errors import (
     InstallationNotFoundError,
     PlaneAppError,
     PlaneRateLimitedError,
 )
-from shared.events import Event, parse_event
+from shared.events import Event, EventParseError, parse_event
+from shared.events.names import AGENT_EVENTS
 from shared.installations import STATUS_UNINSTALLED, Installation
 from shared.redis_client import key
 from shared.registry import Registration
 from workers import runtime
+from workers.coalesce import claim_change
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ def process_delivery(
     fields = {"delivery_id": delivery_id, "job_id": job.id if job else "-"}
     completion_key = completion_key or fields["job_id"]
 
-    event = parse_event(queues.decode_body(body_b64), delivery_id=delivery_id)
+    event = _parse(queues.decode_body(body_b64), delivery_id, fields)
     fields.update(event=event.event, action=event.action)
 
     installation = context.store.get_by_workspace(event.workspace_id)
@@ -72,7 +77,21 @@ def process_delivery(
         logger.warning("delivery dropped: installation is uninstalled", extra=fields)
         return
 
-    registrations = context.registry.match(event.event, event.action)
+    _note_agent_event(context, event, fields)
+    if not claim_change(context.redis, event, owner=completion_key):
+        logger.info(
+            "delivery ignored: another delivery of the same change ran",
+            extra=fields,
+        )
+        return
+    if not event.known_action:
+        logger.warning(
+            "delivery has an action Plane is not known to send; only handlers of "
+            "the whole event and catch-all handlers run",
+            extra=fields,
+        )
+
+    registrations = context.registry.match_event(event)
     if not registrations:
         logger.info("delivery ignored: no handler for this event", extra=fields)
         return
@@ -108,6 +127,38 @@ def process_delivery(
     logger.info("delivery done", extra=fields)
 
 
+def _parse(body: bytes, delivery_id: str, fields: dict) -> Event:
+    """Parse the body; log a body that does not fit before it goes to failed jobs."""
+    try:
+        return parse_event(body, delivery_id=delivery_id)
+    except EventParseError as error:
+        logger.error(
+            "delivery rejected: the payload does not fit Plane's webhook format; "
+            "the job goes to the failed-job registry: %s",
+            error,
+            extra=fields,
+        )
+        raise
+
+
+def _note_agent_event(context, event: Event, fields: dict) -> None:
+    """Record a stop request, and warn when agent events meet a disabled setting."""
+    if event.event not in AGENT_EVENTS:
+        return
+    if not context.settings.app_mentions:
+        logger.warning(
+            "agent event received while PLANE_APP_MENTIONS is off, so the plain "
+            "mention reply may answer the same mention; set PLANE_APP_MENTIONS=true",
+            extra=fields,
+        )
+    if event.prompt is not None and event.prompt.is_stop:
+        request_stop(context.redis, event.prompt)
+        logger.info(
+            "agent run stop requested",
+            extra={**fields, "agent_run_id": event.prompt.run_id},
+        )
+
+
 def _run_handlers(
     context,
     event: Event,
@@ -135,15 +186,14 @@ def _run_handlers(
                 "handler skipped: done in an earlier attempt", extra=handler_fields
             )
             continue
-        if _caused_by_bot(event, installation) and not registration.include_bot_events:
-            logger.info(
-                "handler skipped: event caused by this app's bot", extra=handler_fields
-            )
+        reason = _reason_to_skip(context, event, installation, registration)
+        if reason is not None:
+            logger.info("handler skipped: %s", reason, extra=handler_fields)
             continue
 
         started = time.perf_counter()
         try:
-            registration.handler(event, plane)
+            _call(context, registration, event, plane)
         except PlaneRateLimitedError as error:
             logger.warning("handler rate-limited by Plane", extra=handler_fields)
             failed.append(name)
@@ -161,6 +211,36 @@ def _run_handlers(
         elapsed_ms = round((time.perf_counter() - started) * 1000)
         logger.info("handler done", extra={**handler_fields, "duration_ms": elapsed_ms})
     return failed, wait_seconds
+
+
+def _reason_to_skip(
+    context, event: Event, installation: Installation, registration: Registration
+) -> str | None:
+    if _caused_by_bot(event, installation) and not registration.include_bot_events:
+        return "event caused by this app's bot"
+    if registration.replaced_by_agent and _agent_answers_mentions(context):
+        return "an agent handler answers mentions"
+    if registration.agent and event.prompt is not None and event.prompt.is_stop:
+        return "a stop request is not a prompt to answer"
+    return None
+
+
+def _call(context, registration: Registration, event: Event, plane) -> None:
+    if not registration.agent:
+        registration.handler(event, plane)
+        return
+    run_agent_handler(
+        registration.handler,
+        event,
+        plane,
+        context.redis,
+        first_thought=registration.first_thought,
+        heartbeat_seconds=context.agent_heartbeat_seconds,
+    )
+
+
+def _agent_answers_mentions(context) -> bool:
+    return context.settings.app_mentions and context.registry.has_agent_handlers()
 
 
 def _caused_by_bot(event: Event, installation: Installation) -> bool:

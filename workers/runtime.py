@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import redis
 from plane.client import PlaneClient
 
+from shared.agents.session import HEARTBEAT_INTERVAL_SECONDS
 from shared.credentials import InstallationCredentials
 from shared.installations import InstallationStore
 from shared.plane_api import LiveTokenAuth, build_plane_client
@@ -36,6 +37,7 @@ class WorkerContext:
     store: InstallationStore
     oauth: PlaneOAuthClient
     registry: HandlerRegistry
+    agent_heartbeat_seconds: float = HEARTBEAT_INTERVAL_SECONDS
     _clients: dict[str, PlaneClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
