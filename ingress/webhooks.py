@@ -12,7 +12,7 @@ import uuid
 from flask import Blueprint, current_app, jsonify, request
 
 from ingress.raw_body import BODY_SIZE_KEY, BODY_TOO_LARGE_KEY, RAW_BODY_KEY
-from shared import queues
+from shared import metrics, queues
 from shared.logs import safe_delivery_id
 from shared.redis_client import key
 from shared.signature import SignatureCheck, check_signature
@@ -50,6 +50,7 @@ def receive_webhook():
             "delivery rejected: body over the size limit, event lost",
             extra={**log_fields, "size": size, "limit": limit},
         )
+        metrics.increment("webhook_deliveries_rejected", reason="body_too_large")
         return _reject(
             413, f"body exceeds the {limit}-byte limit (WEBHOOK_MAX_BODY_BYTES)"
         )
@@ -62,6 +63,7 @@ def receive_webhook():
             return _accept_uninstall_notice(context, notice, log_fields)
     if check is not SignatureCheck.VALID:
         logger.warning("delivery rejected: %s", check.value, extra=log_fields)
+        metrics.increment("webhook_deliveries_rejected", reason=check.name.lower())
         return _reject(401, check.value)
 
     try:
@@ -89,6 +91,7 @@ def receive_webhook():
         "delivery enqueued",
         extra={**log_fields, "event": event, "action": action, "job_id": job.id},
     )
+    metrics.increment("webhook_deliveries_accepted", event=event)
     return jsonify(status="accepted", delivery_id=delivery_id), 202
 
 
@@ -98,6 +101,7 @@ def _reject(status: int, reason: str):
 
 def _reject_body(log_fields: dict, reason: str):
     logger.warning("delivery rejected: %s", reason, extra=log_fields)
+    metrics.increment("webhook_deliveries_rejected", reason="invalid_body")
     return _reject(400, reason)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import redis
 
+from shared import metrics
 from shared.errors import (
     InstallationNotFoundError,
     InvalidGrantError,
@@ -82,6 +83,7 @@ class InstallationCredentials:
             self.store.save_bot_token(
                 self.installation_id, response.access_token, expires_at
             )
+            metrics.increment("token_renewals", kind="bot", outcome="succeeded")
             logger.info(
                 "bot token minted",
                 extra={
@@ -113,6 +115,9 @@ class InstallationCredentials:
             try:
                 response = self.oauth.refresh_user_token(stored.refresh_token)
             except InvalidGrantError as exc:
+                metrics.increment(
+                    "token_renewals", kind="user", outcome="invalid_grant"
+                )
                 return self._recover_from_invalid_grant(stored, exc)
 
             saved = self.store.save_user_tokens(
@@ -129,6 +134,7 @@ class InstallationCredentials:
                     extra={"installation_id": self.installation_id},
                 )
                 return self._load_user_tokens().access_token
+            metrics.increment("token_renewals", kind="user", outcome="succeeded")
             logger.info(
                 "user token refreshed", extra={"installation_id": self.installation_id}
             )

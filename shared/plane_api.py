@@ -13,10 +13,18 @@ from collections.abc import Callable, Iterator
 import requests
 from plane.client import PlaneClient
 
+from shared.logs import context_field
+from shared.metrics import plane_response_hook
+from shared.redaction import register_token
+
 logger = logging.getLogger(__name__)
 
 # The 403 detail Plane's API returns for an expired, revoked or unknown token.
 CREDENTIALS_MISSING_DETAIL = "Authentication credentials were not provided."
+
+# Every call to Plane made for a delivery carries its delivery id in this header,
+# so a request in Plane's logs can be matched to the delivery's log lines.
+DELIVERY_ID_HEADER = "X-Request-ID"
 
 # PlaneClient refuses to start without a credential; this one is never sent,
 # because the auth hook replaces the Authorization header on every request.
@@ -37,7 +45,12 @@ class LiveTokenAuth(requests.auth.AuthBase):
         self.installation_id = installation_id
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.get_token()}"
+        token = self.get_token()
+        register_token(token)
+        request.headers["Authorization"] = f"Bearer {token}"
+        delivery_id = context_field("delivery_id")
+        if delivery_id:
+            request.headers[DELIVERY_ID_HEADER] = str(delivery_id)
         request.register_hook("response", self._retry_after_renewal)
         return request
 
@@ -57,6 +70,7 @@ class LiveTokenAuth(requests.auth.AuthBase):
             },
         )
         fresh = self.renew_token(rejected)
+        register_token(fresh)
 
         retry = response.request.copy()
         retry.headers["Authorization"] = f"Bearer {fresh}"
@@ -91,6 +105,7 @@ def build_plane_client(base_url: str, auth: LiveTokenAuth) -> PlaneClient:
     client = PlaneClient(base_url=base_url, access_token=_PLACEHOLDER_TOKEN)
     for session in _sessions_in(client):
         session.auth = auth
+        session.hooks["response"].append(plane_response_hook("api"))
     return client
 
 

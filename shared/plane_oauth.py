@@ -32,6 +32,7 @@ from shared.errors import (
     PlaneRateLimitedError,
     PlaneUnavailableError,
 )
+from shared.metrics import plane_response_hook
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class PlaneOAuthClient:
         self.redirect_uri = redirect_uri
         self.scopes = scopes
         self.session = session or requests.Session()
+        self.session.hooks["response"].append(plane_response_hook("oauth"))
         self.retrying = retrying or token_retrying()
 
     def authorization_url(self, state: str) -> str:

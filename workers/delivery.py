@@ -10,10 +10,12 @@ import time
 
 from rq import get_current_job
 
-from shared import queues
+from shared import metrics, queues
 from shared.errors import InstallationNotFoundError, PlaneAppError
 from shared.events import Event, parse_event
 from shared.installations import STATUS_UNINSTALLED, Installation
+from shared.logs import log_context
+from shared.monitoring import capture_handler_failure
 from shared.redis_client import key
 from shared.registry import Registration
 from workers import runtime
@@ -32,6 +34,14 @@ class HandlerFailedError(PlaneAppError):
 
 def process_delivery(body_b64: str, delivery_id: str, received_at: float) -> None:
     """Run the registered handlers for one webhook delivery."""
+    job = get_current_job()
+    job_id = job.id if job else "-"
+    attempt = queues.attempt_number(job)
+    with log_context(delivery_id=delivery_id, job_id=job_id, attempt=attempt):
+        _process_delivery(body_b64, delivery_id, received_at)
+
+
+def _process_delivery(body_b64: str, delivery_id: str, received_at: float) -> None:
     context = runtime.current()
     job = get_current_job()
     fields = {"delivery_id": delivery_id, "job_id": job.id if job else "-"}
@@ -42,6 +52,7 @@ def process_delivery(body_b64: str, delivery_id: str, received_at: float) -> Non
     installation = context.store.get_by_workspace(event.workspace_id)
     if installation is None:
         logger.info("delivery waiting: workspace not installed yet", extra=fields)
+        metrics.increment("deliveries_processed", outcome="waiting_for_install")
         raise InstallationNotFoundError(
             f"No installation is stored for workspace {event.workspace_id} yet; "
             "the delivery will be retried (the install may still be running)."
@@ -52,18 +63,22 @@ def process_delivery(body_b64: str, delivery_id: str, received_at: float) -> Non
     event = dataclasses.replace(event, installation=installation)
     if installation.status == STATUS_UNINSTALLED:
         logger.warning("delivery dropped: installation is uninstalled", extra=fields)
+        metrics.increment("deliveries_processed", outcome="dropped_uninstalled")
         return
 
     registrations = context.registry.match(event.event, event.action)
     if not registrations:
         logger.info("delivery ignored: no handler for this event", extra=fields)
+        metrics.increment("deliveries_processed", outcome="ignored_no_handler")
         return
 
     logger.info(
         "delivery started",
         extra={**fields, "queued_ms": round((time.time() - received_at) * 1000)},
     )
+    metrics.observe("delivery_queue_wait_seconds", time.time() - received_at)
     failed = _run_handlers(context, event, installation, registrations, fields)
+    metrics.increment("deliveries_processed", outcome="failed" if failed else "done")
     if failed:
         raise HandlerFailedError(
             f"{len(failed)} handler(s) failed for delivery {delivery_id}: "
@@ -92,18 +107,32 @@ def _run_handlers(
             logger.info(
                 "handler skipped: done in an earlier attempt", extra=handler_fields
             )
+            metrics.increment("handler_runs", handler=name, outcome="skipped_done")
             continue
         if _caused_by_bot(event, installation) and not registration.include_bot_events:
             logger.info(
                 "handler skipped: event caused by this app's bot", extra=handler_fields
             )
+            metrics.increment("handler_runs", handler=name, outcome="skipped_bot")
             continue
 
         started = time.perf_counter()
         try:
-            registration.handler(event, plane)
-        except Exception:  # one failing handler must not stop the others
-            logger.exception("handler failed", extra=handler_fields)
+            with log_context(**handler_fields):
+                registration.handler(event, plane)
+        except Exception as error:  # one failing handler must not stop the others
+            elapsed = time.perf_counter() - started
+            logger.exception(
+                "handler failed",
+                extra={**handler_fields, "duration_ms": round(elapsed * 1000)},
+            )
+            capture_handler_failure(
+                error,
+                attempt=queues.attempt_number(get_current_job()),
+                fields=handler_fields,
+            )
+            metrics.increment("handler_runs", handler=name, outcome="failed")
+            metrics.observe("handler_duration_seconds", elapsed, handler=name)
             failed.append(name)
             continue
 
@@ -111,8 +140,13 @@ def _run_handlers(
             pipe.sadd(done_key, name)
             pipe.expire(done_key, COMPLETION_MARK_TTL_SECONDS)
             pipe.execute()
-        elapsed_ms = round((time.perf_counter() - started) * 1000)
-        logger.info("handler done", extra={**handler_fields, "duration_ms": elapsed_ms})
+        elapsed = time.perf_counter() - started
+        logger.info(
+            "handler done",
+            extra={**handler_fields, "duration_ms": round(elapsed * 1000)},
+        )
+        metrics.increment("handler_runs", handler=name, outcome="succeeded")
+        metrics.observe("handler_duration_seconds", elapsed, handler=name)
     return failed
 
 
