@@ -32,9 +32,10 @@ DURATION_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 # Seconds between receipt and start; retries wait up to 6 minutes each.
 QUEUE_WAIT_BUCKETS_SECONDS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 
-# Event names come from signed bodies but still become label values, which
-# must stay few and printable.
-_LABEL_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Label values are printable ASCII without spaces or "|", which separates the
+# parts of a histogram's hash fields. Event names come from signed bodies, but
+# a label value must still stay short.
+_LABEL_VALUE = re.compile(r"[\x21-\x7b\x7d\x7e]{1,200}")
 OTHER_LABEL_VALUE = "other"
 
 

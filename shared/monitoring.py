@@ -53,12 +53,16 @@ def init_sentry(settings: Settings, *, process: str, transport=None) -> bool:
             RqIntegration(),
             LoggingIntegration(level=logging.INFO, event_level=None),
         ],
-        send_default_pii=False,
-        # Request bodies carry webhook payloads and OAuth codes: never send them.
-        max_request_body_size="never",
-        # Locals help most with a failing handler; scrub_event drops the ones
-        # named for secrets or bodies.
-        include_local_variables=True,
+        data_collection={
+            "user_info": False,
+            # Request bodies carry webhook payloads; job arguments carry bodies
+            # and OAuth codes.
+            "http_bodies": [],
+            "queues": False,
+            # Locals help most with a failing handler; scrub_event replaces the
+            # ones named for secrets or bodies and cuts out registered secrets.
+            "stack_frame_variables": True,
+        },
         before_send=scrub_event,
         before_breadcrumb=scrub_breadcrumb,
         server_name=process,
@@ -86,7 +90,7 @@ def capture_handler_failure(
     """Send one handler's exception to Sentry, tagged with the delivery and attempt."""
     with sentry_sdk.new_scope() as scope:
         _tag_scope(scope, fields)
-        scope.set_tag("attempt", attempt)
+        scope.set_tag("attempt", str(attempt))
         scope.set_tag("failure", "handler")
         sentry_sdk.capture_exception(error)
 
@@ -97,7 +101,7 @@ def capture_job_failure(
     """Send a job's final failure to Sentry, tagged with its queue and attempt."""
     with sentry_sdk.new_scope() as scope:
         _tag_scope(scope, fields)
-        scope.set_tag("attempt", attempt)
+        scope.set_tag("attempt", str(attempt))
         scope.set_tag("failure", "job")
         sentry_sdk.capture_exception(exc_info)
 

@@ -15,7 +15,6 @@ from plane.client import PlaneClient
 
 from shared.logs import context_field
 from shared.metrics import plane_response_hook
-from shared.redaction import register_token
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +44,7 @@ class LiveTokenAuth(requests.auth.AuthBase):
         self.installation_id = installation_id
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        token = self.get_token()
-        register_token(token)
-        request.headers["Authorization"] = f"Bearer {token}"
+        request.headers["Authorization"] = f"Bearer {self.get_token()}"
         delivery_id = context_field("delivery_id")
         if delivery_id:
             request.headers[DELIVERY_ID_HEADER] = str(delivery_id)
@@ -70,7 +67,6 @@ class LiveTokenAuth(requests.auth.AuthBase):
             },
         )
         fresh = self.renew_token(rejected)
-        register_token(fresh)
 
         retry = response.request.copy()
         retry.headers["Authorization"] = f"Bearer {fresh}"

@@ -33,6 +33,7 @@ from shared.errors import (
     PlaneUnavailableError,
 )
 from shared.metrics import plane_response_hook
+from shared.redaction import register_token
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -198,6 +199,8 @@ class PlaneOAuthClient:
             idempotent=idempotent,
         )
         body = response.json()
+        register_token(body["access_token"])
+        register_token(body.get("refresh_token") or "")
         return TokenResponse(
             access_token=body["access_token"],
             expires_in=int(body.get("expires_in") or 0),

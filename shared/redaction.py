@@ -3,7 +3,8 @@
 Log lines and Sentry events both pass through here. A value is hidden when its
 name marks it as secret (``access_token``, ``X-Plane-Signature``, ``code``) or
 when it contains a secret value this process has registered: the settings'
-secrets at start-up, and each access token as the Plane client sends it.
+secrets at start-up, and every token the process decrypts from the store or
+receives from Plane's token endpoint.
 """
 
 import re
@@ -49,7 +50,8 @@ _QUERY_SECRET = re.compile(r"(?i)\b(code|state)=[^&\s\"']+")
 # Values shorter than this are never registered: replacing a three-letter
 # string everywhere would garble events without protecting anything.
 MIN_REGISTERED_LENGTH = 8
-# Access tokens registered while the process runs; the oldest drop out first.
+# Tokens registered while the process runs; the oldest drop out first, so a
+# token unused for the last 512 registrations is no longer recognised.
 MAX_REGISTERED_TOKENS = 512
 
 _lock = threading.Lock()
@@ -72,7 +74,7 @@ def register_secrets(values: Iterable[str]) -> None:
 
 
 def register_token(token: str) -> None:
-    """Hide an access token this process is about to use."""
+    """Hide a token this process now holds in clear text."""
     if len(token) < MIN_REGISTERED_LENGTH:
         return
     with _lock:
