@@ -1,7 +1,7 @@
 """``GET /metrics``: every process's counters, and the queues, in Prometheus format.
 
-Counters and histograms come from the Redis hashes ``shared.metrics`` writes;
-queue depths, the age of the oldest queued job and the worker count are read
+Counters and histograms come from the Redis hashes ``shared.metrics`` writes.
+Queue depths, the age of the oldest queued job and the worker count are read
 from RQ's keys at scrape time. With METRICS_TOKEN set the endpoint requires
 ``Authorization: Bearer <token>``.
 """

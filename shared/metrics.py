@@ -6,8 +6,8 @@ The web process and each worker record into one hash per metric family under
 runs once per process; until then recording does nothing, so code paths that
 run without Redis (unit tests, scripts) need no set-up.
 
-A Redis failure while recording is logged and swallowed: losing a count must
-never fail a delivery.
+A Redis failure while recording is logged and swallowed, so a lost count does
+not fail a delivery. A wrong metric or label name raises, because it is a bug.
 """
 
 import json
@@ -137,7 +137,7 @@ def configure(connection: redis.Redis | None) -> None:
 
 
 def family_key(name: str) -> str:
-    """Return the Redis hash that holds one family's samples."""
+    """Return the key of the Redis hash that contains one family's samples."""
     return key("metrics", name)
 
 

@@ -1,8 +1,8 @@
 """Decide which names and values must never leave the process in clear text.
 
 Log lines and Sentry events both pass through here. A value is hidden when its
-name marks it as secret (``access_token``, ``X-Plane-Signature``, ``code``) or
-when it contains a secret value this process has registered: the settings'
+name marks it as secret (``access_token``, ``X-Plane-Signature``, ``code``).
+Text is also cut wherever it contains a registered secret: the settings'
 secrets at start-up, and every token the process decrypts from the store or
 receives from Plane's token endpoint.
 """
@@ -74,7 +74,7 @@ def register_secrets(values: Iterable[str]) -> None:
 
 
 def register_token(token: str) -> None:
-    """Hide a token this process now holds in clear text."""
+    """Hide a token this process now has in clear text."""
     if len(token) < MIN_REGISTERED_LENGTH:
         return
     with _lock:

@@ -94,7 +94,7 @@ def enqueue_delivery(redis_conn, body: bytes, retry_intervals=None):
 
 @pytest.fixture
 def leaky_failure(context, redis_conn, sentry_events, caplog):
-    """Fail a handler that holds the bot token in locals, logs and breadcrumbs."""
+    """Fail a handler with the bot token in its locals, log line and error."""
     caplog.set_level(logging.INFO)
 
     @context.registry.on("issue", "created")
