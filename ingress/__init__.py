@@ -10,9 +10,12 @@ import redis
 from flask import Flask, jsonify
 from rq import Queue
 
+from ingress import metrics as metrics_endpoint
 from ingress import oauth, webhooks
+from ingress.dashboard import mount_dashboard
 from ingress.raw_body import RawBodyMiddleware
-from shared import queues
+from ingress.request_logging import open_request_log_context
+from shared import metrics, queues
 from shared.deliveries import DeliveryQueue
 from shared.installations import InstallationStore
 from shared.plane_oauth import PlaneOAuthClient
@@ -45,6 +48,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None) -> 
     )
 
     connection = connection or connect(settings.redis_url)
+    metrics.configure(connection)
     app.extensions["planeapp"] = IngressContext(
         settings=settings,
         redis=connection,
@@ -56,6 +60,9 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None) -> 
 
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(oauth.blueprint)
+    app.register_blueprint(metrics_endpoint.blueprint)
+    mount_dashboard(app, settings)
+    open_request_log_context(app)
     app.add_url_rule("/healthz", "healthz", _health)
     app.wsgi_app = RawBodyMiddleware(
         app.wsgi_app,

@@ -15,6 +15,7 @@ import redis
 from flask import Blueprint, current_app, jsonify, request
 
 from ingress.raw_body import BODY_SIZE_KEY, BODY_TOO_LARGE_KEY, RAW_BODY_KEY
+from shared import metrics
 from shared.logs import safe_delivery_id
 from shared.signature import SignatureCheck, check_signature
 from shared.uninstall_checks import schedule_uninstall_check
@@ -49,6 +50,7 @@ def receive_webhook():
             "delivery rejected: body over the size limit, event lost",
             extra={**log_fields, "size": size, "limit": limit},
         )
+        metrics.increment("webhook_deliveries_rejected", reason="body_too_large")
         return _reject(
             413, f"body exceeds the {limit}-byte limit (WEBHOOK_MAX_BODY_BYTES)"
         )
@@ -61,6 +63,7 @@ def receive_webhook():
             return _accept_uninstall_notice(context, notice, log_fields)
     if check is not SignatureCheck.VALID:
         logger.warning("delivery rejected: %s", check.value, extra=log_fields)
+        metrics.increment("webhook_deliveries_rejected", reason=check.name.lower())
         return _reject(401, check.value)
 
     try:
@@ -89,6 +92,7 @@ def receive_webhook():
             error,
             extra=log_fields,
         )
+        metrics.increment("webhook_deliveries_rejected", reason="redis_unavailable")
         _abort_connection(request.environ)
         return _reject(503, "could not store the delivery; retry later")
 
@@ -98,8 +102,10 @@ def receive_webhook():
             _describe_duplicate(result.dedupe_key),
             extra={**log_fields, "job_id": result.job_id},
         )
+        metrics.increment("webhook_deliveries_duplicate")
         return jsonify(status="duplicate", delivery_id=delivery_id), 202
     logger.info("delivery enqueued", extra={**log_fields, "job_id": result.job_id})
+    metrics.increment("webhook_deliveries_accepted", event=log_fields["event"])
     return jsonify(status="accepted", delivery_id=delivery_id), 202
 
 
@@ -131,6 +137,7 @@ def _reject(status: int, reason: str):
 
 def _reject_body(log_fields: dict, reason: str):
     logger.warning("delivery rejected: %s", reason, extra=log_fields)
+    metrics.increment("webhook_deliveries_rejected", reason="invalid_body")
     return _reject(400, reason)
 
 

@@ -14,6 +14,6 @@ except SettingsError as error:
     print(f"The web process cannot start. {error}", file=sys.stderr)
     sys.exit(2)
 
-configure_logging(settings.log_level)
+configure_logging(settings.log_level, settings.log_format)
 init_sentry(settings, process="web")
 app = create_app(settings)

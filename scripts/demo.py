@@ -167,6 +167,7 @@ def app_environment(redis_url: str) -> dict[str, str]:
         PORT=str(WEB_PORT),
         WEB_CONCURRENCY="2",
         PYTHONUNBUFFERED="1",
+        LOG_FORMAT="text",
         PATH=f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     return env

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import redis
 from redis.exceptions import LockNotOwnedError
 
+from shared import metrics
 from shared.errors import (
     InstallationNotFoundError,
     InvalidGrantError,
@@ -106,6 +107,7 @@ class InstallationCredentials:
             self.store.save_bot_token(
                 self.installation_id, response.access_token, expires_at
             )
+            metrics.increment("token_renewals", kind="bot", outcome="succeeded")
             logger.info(
                 "bot token minted",
                 extra={
@@ -140,6 +142,9 @@ class InstallationCredentials:
                     stored.refresh_token, installation_id=self.installation_id
                 )
             except InvalidGrantError as exc:
+                metrics.increment(
+                    "token_renewals", kind="user", outcome="invalid_grant"
+                )
                 return self._recover_from_invalid_grant(stored, exc)
 
             saved = self.store.save_user_tokens(
@@ -156,6 +161,7 @@ class InstallationCredentials:
                     extra={"installation_id": self.installation_id},
                 )
                 return self._load_user_tokens().access_token
+            metrics.increment("token_renewals", kind="user", outcome="succeeded")
             logger.info(
                 "user token refreshed", extra={"installation_id": self.installation_id}
             )

@@ -13,6 +13,7 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from shared.errors import PlaneAppError
+from shared.redaction import register_token
 from shared.redis_client import key
 from shared.settings import Settings
 
@@ -68,13 +69,15 @@ class TokenCipher:
 
     def decrypt(self, ciphertext: str) -> str:
         try:
-            return self._fernet.decrypt(ciphertext.encode("ascii")).decode("utf-8")
+            token = self._fernet.decrypt(ciphertext.encode("ascii")).decode("utf-8")
         except InvalidToken as exc:
             raise PlaneAppError(
                 "A stored token cannot be decrypted with any key in "
                 "TOKEN_ENCRYPTION_KEYS. Add the key it was written with back to "
                 "the list (after the current one)."
             ) from exc
+        register_token(token)
+        return token
 
 
 @dataclass(frozen=True)

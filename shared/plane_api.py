@@ -13,10 +13,17 @@ from collections.abc import Callable, Iterator
 import requests
 from plane.client import PlaneClient
 
+from shared.logs import context_field
+from shared.metrics import plane_response_hook
+
 logger = logging.getLogger(__name__)
 
 # The 403 detail Plane's API returns for an expired, revoked or unknown token.
 CREDENTIALS_MISSING_DETAIL = "Authentication credentials were not provided."
+
+# Every call to Plane made for a delivery carries its delivery id in this header,
+# so a request in Plane's logs can be matched to the delivery's log lines.
+DELIVERY_ID_HEADER = "X-Request-ID"
 
 # PlaneClient refuses to start without a credential; this one is never sent,
 # because the auth hook replaces the Authorization header on every request.
@@ -38,6 +45,9 @@ class LiveTokenAuth(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.get_token()}"
+        delivery_id = context_field("delivery_id")
+        if delivery_id:
+            request.headers[DELIVERY_ID_HEADER] = str(delivery_id)
         request.register_hook("response", self._retry_after_renewal)
         return request
 
@@ -91,6 +101,7 @@ def build_plane_client(base_url: str, auth: LiveTokenAuth) -> PlaneClient:
     client = PlaneClient(base_url=base_url, access_token=_PLACEHOLDER_TOKEN)
     for session in _sessions_in(client):
         session.auth = auth
+        session.hooks["response"].append(plane_response_hook("api"))
     return client
 
 

@@ -32,6 +32,8 @@ from shared.errors import (
     PlaneRateLimitedError,
     PlaneUnavailableError,
 )
+from shared.metrics import plane_response_hook
+from shared.redaction import register_token
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,7 @@ class PlaneOAuthClient:
         self.redirect_uri = redirect_uri
         self.scopes = scopes
         self.session = session or requests.Session()
+        self.session.hooks["response"].append(plane_response_hook("oauth"))
         self.retrying = retrying or token_retrying()
 
     def authorization_url(self, state: str) -> str:
@@ -227,6 +230,8 @@ class PlaneOAuthClient:
             idempotent=idempotent,
         )
         body = response.json()
+        register_token(body["access_token"])
+        register_token(body.get("refresh_token") or "")
         return TokenResponse(
             access_token=body["access_token"],
             expires_in=int(body.get("expires_in") or 0),

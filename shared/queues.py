@@ -130,3 +130,14 @@ def _check_json_arguments(args: tuple) -> None:
             raise JobArgumentError(
                 f"job argument {position} cannot be serialized as JSON: {exc}"
             ) from exc
+
+
+def attempt_number(job: Job | None) -> int:
+    """Return which attempt of ``job`` is running: 1 for the first run.
+
+    ``enqueue`` sets RQ's maximum retries to the number of intervals, and RQ
+    lowers ``retries_left`` only after an attempt fails.
+    """
+    if job is None or not job.retry_intervals or job.retries_left is None:
+        return 1
+    return len(job.retry_intervals) - job.retries_left + 1

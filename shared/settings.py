@@ -27,6 +27,12 @@ DEFAULT_TOKEN_REFRESH_MARGIN_SECONDS = 300
 
 MIN_SECRET_KEY_LENGTH = 32
 
+# The dashboard can delete and requeue jobs, and a short password falls quickly
+# to guessing over the public port the web process listens on.
+MIN_DASHBOARD_PASSWORD_LENGTH = 16
+
+LOG_FORMATS = ("text", "json")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -49,6 +55,11 @@ class Settings:
     token_refresh_margin_seconds: int
     worker_concurrency: int
     log_level: str
+    log_format: str
+    sentry_environment: str
+    metrics_token: str
+    dashboard_username: str
+    dashboard_password: str
 
 
 def load_settings(
@@ -95,6 +106,11 @@ def load_settings(
         log_level=reader.choice(
             "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
         ),
+        log_format=reader.choice("LOG_FORMAT", "text", LOG_FORMATS, upper=False),
+        sentry_environment=reader.optional("SENTRY_ENVIRONMENT", "production"),
+        metrics_token=reader.optional("METRICS_TOKEN", ""),
+        dashboard_username=reader.optional("RQ_DASHBOARD_USERNAME", "admin"),
+        dashboard_password=reader.dashboard_password("RQ_DASHBOARD_PASSWORD"),
     )
     if reader.problems:
         raise SettingsError(reader.problems)
@@ -220,8 +236,26 @@ class _Reader:
             return default
         return value
 
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self._raw(name).upper() or default
+    def dashboard_password(self, name: str) -> str:
+        value = self._raw(name)
+        if value and len(value) < MIN_DASHBOARD_PASSWORD_LENGTH:
+            self.problems.append(
+                f"{name} must be at least {MIN_DASHBOARD_PASSWORD_LENGTH} characters "
+                f"long, got {len(value)}. Leave it empty to turn the dashboard off."
+            )
+            return ""
+        return value
+
+    def choice(
+        self,
+        name: str,
+        default: str,
+        allowed: tuple[str, ...],
+        *,
+        upper: bool = True,
+    ) -> str:
+        raw = self._raw(name)
+        value = (raw.upper() if upper else raw.lower()) or default
         if value not in allowed:
             self.problems.append(
                 f"{name} must be one of {', '.join(allowed)}, got {value!r}."

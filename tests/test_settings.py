@@ -101,3 +101,11 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path, monkeypatch):
 
     assert settings.plane_client_id == "client-id"
     assert settings.log_level == "WARNING"
+
+
+def test_log_format_accepts_json():
+    assert load(LOG_FORMAT="JSON").log_format == "json"
+
+
+def test_log_format_rejects_unknown():
+    assert "LOG_FORMAT" in problems_of(LOG_FORMAT="xml")

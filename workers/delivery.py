@@ -12,7 +12,7 @@ import time
 
 from rq import get_current_job
 
-from shared import queues
+from shared import metrics, queues
 from shared.agents import request_stop, run_agent_handler
 from shared.errors import (
     InstallationNotFoundError,
@@ -22,6 +22,8 @@ from shared.errors import (
 from shared.events import Event, EventParseError, parse_event
 from shared.events.names import AGENT_EVENTS
 from shared.installations import STATUS_UNINSTALLED, Installation
+from shared.logs import log_context
+from shared.monitoring import capture_handler_failure
 from shared.redis_client import key
 from shared.registry import Registration
 from workers import runtime
@@ -54,6 +56,20 @@ def process_delivery(
     ``completion_key`` names the set of handlers already done; a deferred copy
     of a job passes its original job id so finished handlers stay finished.
     """
+    job = get_current_job()
+    job_id = job.id if job else "-"
+    attempt = queues.attempt_number(job)
+    with log_context(delivery_id=delivery_id, job_id=job_id, attempt=attempt):
+        _process_delivery(body_b64, delivery_id, received_at, completion_key, deferrals)
+
+
+def _process_delivery(
+    body_b64: str,
+    delivery_id: str,
+    received_at: float,
+    completion_key: str | None,
+    deferrals: int,
+) -> None:
     context = runtime.current()
     job = get_current_job()
     fields = {"delivery_id": delivery_id, "job_id": job.id if job else "-"}
@@ -65,6 +81,7 @@ def process_delivery(
     installation = context.store.get_by_workspace(event.workspace_id)
     if installation is None:
         logger.info("delivery waiting: workspace not installed yet", extra=fields)
+        metrics.increment("deliveries_processed", outcome="waiting_for_install")
         raise InstallationNotFoundError(
             f"No installation is stored for workspace {event.workspace_id} yet; "
             "the delivery will be retried (the install may still be running)."
@@ -75,6 +92,7 @@ def process_delivery(
     event = dataclasses.replace(event, installation=installation)
     if installation.status == STATUS_UNINSTALLED:
         logger.warning("delivery dropped: installation is uninstalled", extra=fields)
+        metrics.increment("deliveries_processed", outcome="dropped_uninstalled")
         return
 
     _note_agent_event(context, event, fields)
@@ -83,6 +101,7 @@ def process_delivery(
             "delivery ignored: another delivery of the same change ran",
             extra=fields,
         )
+        metrics.increment("deliveries_processed", outcome="ignored_repeated_change")
         return
     if not event.known_action:
         logger.warning(
@@ -94,15 +113,18 @@ def process_delivery(
     registrations = context.registry.match_event(event)
     if not registrations:
         logger.info("delivery ignored: no handler for this event", extra=fields)
+        metrics.increment("deliveries_processed", outcome="ignored_no_handler")
         return
 
     logger.info(
         "delivery started",
         extra={**fields, "queued_ms": round((time.time() - received_at) * 1000)},
     )
+    metrics.observe("delivery_queue_wait_seconds", time.time() - received_at)
     failed, wait_seconds = _run_handlers(
         context, event, installation, registrations, fields, completion_key
     )
+    metrics.increment("deliveries_processed", outcome="failed" if failed else "done")
     if failed and wait_seconds and deferrals < MAX_DEFERRALS:
         queues.enqueue(
             queues.get_queue(queues.DELIVERY_QUEUE, context.redis),
@@ -185,22 +207,37 @@ def _run_handlers(
             logger.info(
                 "handler skipped: done in an earlier attempt", extra=handler_fields
             )
+            metrics.increment("handler_runs", handler=name, outcome="skipped_done")
             continue
         reason = _reason_to_skip(context, event, installation, registration)
         if reason is not None:
             logger.info("handler skipped: %s", reason, extra=handler_fields)
+            metrics.increment("handler_runs", handler=name, outcome="skipped")
             continue
 
         started = time.perf_counter()
         try:
-            _call(context, registration, event, plane)
+            with log_context(**handler_fields):
+                _call(context, registration, event, plane)
         except PlaneRateLimitedError as error:
             logger.warning("handler rate-limited by Plane", extra=handler_fields)
+            metrics.increment("handler_runs", handler=name, outcome="rate_limited")
             failed.append(name)
             wait_seconds = max(wait_seconds, error.retry_after or 0.0)
             continue
-        except Exception:  # one failing handler must not stop the others
-            logger.exception("handler failed", extra=handler_fields)
+        except Exception as error:  # one failing handler must not stop the others
+            elapsed = time.perf_counter() - started
+            logger.exception(
+                "handler failed",
+                extra={**handler_fields, "duration_ms": round(elapsed * 1000)},
+            )
+            capture_handler_failure(
+                error,
+                attempt=queues.attempt_number(get_current_job()),
+                fields=handler_fields,
+            )
+            metrics.increment("handler_runs", handler=name, outcome="failed")
+            metrics.observe("handler_duration_seconds", elapsed, handler=name)
             failed.append(name)
             continue
 
@@ -208,8 +245,13 @@ def _run_handlers(
             pipe.sadd(done_key, name)
             pipe.expire(done_key, COMPLETION_MARK_TTL_SECONDS)
             pipe.execute()
-        elapsed_ms = round((time.perf_counter() - started) * 1000)
-        logger.info("handler done", extra={**handler_fields, "duration_ms": elapsed_ms})
+        elapsed = time.perf_counter() - started
+        logger.info(
+            "handler done",
+            extra={**handler_fields, "duration_ms": round(elapsed * 1000)},
+        )
+        metrics.increment("handler_runs", handler=name, outcome="succeeded")
+        metrics.observe("handler_duration_seconds", elapsed, handler=name)
     return failed, wait_seconds
 
 

@@ -28,13 +28,14 @@ from rq.job_lifecycle import call_exception_handlers
 from rq.utils import now
 from rq.worker.base import WorkerStatus
 
-from shared import queues
+from shared import metrics, queues
 from shared.errors import PlaneAppError, SettingsError
 from shared.logs import configure_logging
-from shared.monitoring import init_sentry
+from shared.monitoring import capture_job_failure, init_sentry
 from shared.redis_client import connect
 from shared.settings import Settings, load_settings
 from workers import runtime
+from workers.delivery import HandlerFailedError
 from workers.housekeeping import Housekeeper
 
 logger = logging.getLogger(__name__)
@@ -166,15 +167,29 @@ class PlaneWorker(SimpleWorker):
             "queue": job.origin,
             "retries_left": job.retries_left,
         }
+        expected = isinstance(error, ShutDownImminentException) or (
+            isinstance(error, PlaneAppError) and error.retryable
+        )
 
         if isinstance(error, ShutDownImminentException):
             logger.warning(
                 "job interrupted by shutdown; RQ will run it again", extra=fields
             )
-        elif isinstance(error, PlaneAppError) and error.retryable and job.retries_left:
+        elif expected and job.retries_left:
             logger.warning("job failed, will retry: %s", error, extra=fields)
         else:
             logger.error("job failed: %s", error, exc_info=exc_info, extra=fields)
+        metrics.increment(
+            "job_failures", queue=job.origin, final=str(not job.retries_left).lower()
+        )
+        # Handlers' failures were sent as they happened; an expected error is
+        # sent only once no retry is left.
+        if not isinstance(error, HandlerFailedError) and not (
+            expected and job.retries_left
+        ):
+            capture_job_failure(
+                exc_info, attempt=queues.attempt_number(job), fields=fields
+            )
         call_exception_handlers(self._exc_handlers, job, *exc_info)
 
 
@@ -219,7 +234,7 @@ def run_worker(role: str, queue_names: list[str]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("rq.worker").addFilter(_HidePeriodicMaintenance())
     init_sentry(settings, process="worker")
     context = runtime.init(settings)
@@ -314,7 +329,7 @@ def main() -> int:
     except SettingsError as error:
         print(f"The worker cannot start. {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     connection = connect(settings.redis_url)
     try:
         connection.ping()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import redis
 from plane.client import PlaneClient
 
+from shared import metrics
 from shared.agents.session import HEARTBEAT_INTERVAL_SECONDS
 from shared.credentials import InstallationCredentials
 from shared.installations import InstallationStore
@@ -72,6 +73,7 @@ def init(settings: Settings, *, connection: redis.Redis | None = None) -> Worker
     global _context
     connection = connection or connect(settings.redis_url)
     load_handler_modules(settings.handler_modules)
+    metrics.configure(connection)
     _context = WorkerContext(
         settings=settings,
         redis=connection,

@@ -1,0 +1,228 @@
+"""Counters and timings kept in Redis, so every process adds to the same figures.
+
+The web process and each worker record into one hash per metric family under
+``planeapp:metrics:``; the web process renders them in Prometheus format
+(``ingress.metrics``). Only the web process listens on a port. ``configure``
+runs once per process; until then recording does nothing, so code paths that
+run without Redis (unit tests, scripts) need no set-up.
+
+A Redis failure while recording is logged and swallowed, so a lost count does
+not fail a delivery. A wrong metric or label name raises, because it is a bug.
+"""
+
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from shared.redis_client import key
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "planeapp"
+# A Redis outage would otherwise log one warning per count.
+WARNING_INTERVAL_SECONDS = 60
+
+# Seconds; from a fast Plane call up to the delivery job's 300 s timeout.
+DURATION_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# Seconds between receipt and start; retries wait up to 6 minutes each.
+QUEUE_WAIT_BUCKETS_SECONDS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+
+# Label values are printable ASCII without spaces or "|", which separates the
+# parts of a histogram's hash fields. Event names come from signed bodies, but
+# a label value must still stay short.
+_LABEL_VALUE = re.compile(r"[\x21-\x7b\x7d\x7e]{1,200}")
+OTHER_LABEL_VALUE = "other"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family: its kind, help text, label names and buckets."""
+
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+
+FAMILIES = {
+    family.name: family
+    for family in (
+        Family(
+            "webhook_deliveries_accepted",
+            "counter",
+            "Signed webhook deliveries enqueued, by event.",
+            ("event",),
+        ),
+        Family(
+            "webhook_deliveries_rejected",
+            "counter",
+            "Webhook requests answered 4xx, by reason.",
+            ("reason",),
+        ),
+        Family(
+            "webhook_deliveries_duplicate",
+            "counter",
+            "Webhook deliveries dropped because their delivery id was seen before.",
+        ),
+        Family(
+            "deliveries_processed",
+            "counter",
+            "Delivery job attempts, by outcome.",
+            ("outcome",),
+        ),
+        Family(
+            "delivery_queue_wait_seconds",
+            "histogram",
+            "Seconds from receipt by the web process to the start of the handlers.",
+            buckets=QUEUE_WAIT_BUCKETS_SECONDS,
+        ),
+        Family(
+            "handler_runs",
+            "counter",
+            "Handler runs, by handler and outcome.",
+            ("handler", "outcome"),
+        ),
+        Family(
+            "handler_duration_seconds",
+            "histogram",
+            "Seconds a handler ran, successful or not.",
+            ("handler",),
+            DURATION_BUCKETS_SECONDS,
+        ),
+        Family(
+            "job_failures",
+            "counter",
+            "Failed RQ job attempts, by queue and whether RQ gave up (final).",
+            ("queue", "final"),
+        ),
+        Family(
+            "token_renewals",
+            "counter",
+            "Bot token mints and user token refreshes, by kind and outcome.",
+            ("kind", "outcome"),
+        ),
+        Family(
+            "plane_api_calls",
+            "counter",
+            "HTTP responses from Plane, by client (api, oauth) and status code.",
+            ("client", "status"),
+        ),
+        Family(
+            "plane_api_call_duration_seconds",
+            "histogram",
+            "Seconds Plane took to respond, by client.",
+            ("client",),
+            DURATION_BUCKETS_SECONDS,
+        ),
+    )
+}
+
+_connection: redis.Redis | None = None
+_warning_lock = threading.Lock()
+_last_warning = 0.0
+
+
+def configure(connection: redis.Redis | None) -> None:
+    """Record into ``connection`` from now on (None stops recording)."""
+    global _connection
+    _connection = connection
+
+
+def family_key(name: str) -> str:
+    """Return the key of the Redis hash that contains one family's samples."""
+    return key("metrics", name)
+
+
+def label_value(value: object) -> str:
+    """Return ``value`` as a label value, or ``other`` if it is unfit for one."""
+    text = str(value)
+    return text if _LABEL_VALUE.fullmatch(text) else OTHER_LABEL_VALUE
+
+
+def encode_labels(family: Family, labels: dict[str, object]) -> str:
+    """Return the hash field for one label set, checking the names first."""
+    if set(labels) != set(family.labels):
+        raise ValueError(
+            f"metric {family.name!r} takes labels {sorted(family.labels)}, "
+            f"got {sorted(labels)}"
+        )
+    return json.dumps([label_value(labels[name]) for name in family.labels])
+
+
+def increment(name: str, amount: int = 1, **labels: object) -> None:
+    """Add ``amount`` to a counter."""
+    family = FAMILIES[name]
+    field = encode_labels(family, labels)
+    _write(lambda pipe: pipe.hincrby(family_key(name), field, amount))
+
+
+def observe(name: str, seconds: float, **labels: object) -> None:
+    """Add one observation to a histogram: its bucket counts, sum and count."""
+    family = FAMILIES[name]
+    field = encode_labels(family, labels)
+
+    def record(pipe) -> None:
+        hash_key = family_key(name)
+        for bound in family.buckets:
+            if seconds <= bound:
+                pipe.hincrby(hash_key, f"{field}|le|{bound}", 1)
+        pipe.hincrby(hash_key, f"{field}|count", 1)
+        pipe.hincrbyfloat(hash_key, f"{field}|sum", seconds)
+
+    _write(record)
+
+
+def plane_response_hook(client: str):
+    """Return a ``requests`` response hook that counts and times Plane's responses."""
+
+    def count_response(response, *args, **kwargs):
+        status = str(response.status_code)
+        seconds = response.elapsed.total_seconds()
+        increment("plane_api_calls", client=client, status=status)
+        observe("plane_api_call_duration_seconds", seconds, client=client)
+        logger.debug(
+            "Plane responded",
+            extra={
+                "client": client,
+                "method": response.request.method,
+                "path": response.request.path_url.split("?")[0],
+                "status": response.status_code,
+                "duration_ms": round(seconds * 1000),
+            },
+        )
+        return response
+
+    return count_response
+
+
+def _write(commands) -> None:
+    connection = _connection
+    if connection is None:
+        return
+    try:
+        with connection.pipeline(transaction=False) as pipe:
+            commands(pipe)
+            pipe.execute()
+    except redis.RedisError as error:
+        _warn_rarely(error)
+
+
+def _warn_rarely(error: redis.RedisError) -> None:
+    global _last_warning
+    with _warning_lock:
+        now = time.monotonic()
+        if now - _last_warning < WARNING_INTERVAL_SECONDS:
+            return
+        _last_warning = now
+    logger.warning(
+        "metrics not recorded: Redis failed (%s); further failures within %s s "
+        "are not logged",
+        error,
+        WARNING_INTERVAL_SECONDS,
+    )
