@@ -229,8 +229,16 @@ class PlaneOAuthClient:
             auth=(self.client_id, self.client_secret),
             idempotent=idempotent,
         )
-        body = response.json()
-        register_token(body["access_token"])
+        try:
+            body = response.json()
+            access_token = body["access_token"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PlaneAPIError(
+                f"Plane's response to the {request_label} has no access_token; "
+                "check PLANE_BASE_URL points at Plane's API origin.",
+                status=response.status_code,
+            ) from exc
+        register_token(access_token)
         register_token(body.get("refresh_token") or "")
         return TokenResponse(
             access_token=body["access_token"],

@@ -27,6 +27,10 @@ DEFAULT_TOKEN_REFRESH_MARGIN_SECONDS = 300
 
 MIN_SECRET_KEY_LENGTH = 32
 
+# After Plane first refuses a bot token for an installation, wait this long and
+# ask once more before marking it uninstalled, so a passing 500 is not enough.
+DEFAULT_UNINSTALL_RECHECK_SECONDS = 60
+
 # The dashboard can delete and requeue jobs, and a short password falls quickly
 # to guessing over the public port the web process listens on.
 MIN_DASHBOARD_PASSWORD_LENGTH = 16
@@ -60,6 +64,7 @@ class Settings:
     metrics_token: str
     dashboard_username: str
     dashboard_password: str
+    uninstall_recheck_seconds: int
 
 
 def load_settings(
@@ -111,6 +116,9 @@ def load_settings(
         metrics_token=reader.optional("METRICS_TOKEN", ""),
         dashboard_username=reader.optional("RQ_DASHBOARD_USERNAME", "admin"),
         dashboard_password=reader.dashboard_password("RQ_DASHBOARD_PASSWORD"),
+        uninstall_recheck_seconds=reader.positive_int(
+            "UNINSTALL_RECHECK_SECONDS", DEFAULT_UNINSTALL_RECHECK_SECONDS
+        ),
     )
     if reader.problems:
         raise SettingsError(reader.problems)

@@ -13,7 +13,7 @@ from tests.processes import wait_for
 @pytest.fixture
 def stack(redis_url):
     redis.Redis.from_url(redis_url).flushdb()
-    running = start_stack(redis_url)
+    running = start_stack(redis_url, UNINSTALL_RECHECK_SECONDS="1")
     assert running.install().status_code == 200
     yield running
     running.stop()

@@ -10,10 +10,12 @@ import time
 
 from rq import get_current_job
 
+from shared import queues
 from shared.errors import (
     InstallationNotFoundError,
     InvalidClientError,
     InvalidGrantError,
+    OAuthError,
     PlaneAPIError,
     PlaneAppError,
 )
@@ -25,10 +27,18 @@ logger = logging.getLogger(__name__)
 
 # The callback page and the status page read the result this long.
 INSTALL_RESULT_TTL_SECONDS = 3600
+# Refusals of a bot token, some time apart, that mark an installation uninstalled.
+UNINSTALL_REFUSALS_REQUIRED = 2
 
 
 def install_app(installation_id: str, code: str) -> None:
-    """Exchange the code, mint the bot token, look the installation up, store it."""
+    """Exchange the code, look the installation up, mint the bot token, store it.
+
+    The lookup uses the installing user's new token, which Plane confines to
+    the workspace the user consented in, so a callback whose
+    ``app_installation_id`` was swapped for another workspace's fails here
+    instead of overwriting that installation's tokens.
+    """
     context = runtime.current()
     job_id = get_current_job().id
     fields = {"installation_id": installation_id, "job_id": job_id}
@@ -36,11 +46,12 @@ def install_app(installation_id: str, code: str) -> None:
 
     try:
         user_tokens = context.oauth.exchange_code(code, installation_id=installation_id)
-        bot_token = context.oauth.mint_bot_token(installation_id)
         details = context.oauth.get_installation(
-            bot_token.access_token, installation_id
+            user_tokens.access_token, installation_id
         )
-    except PlaneAppError as error:
+        bot_token = context.oauth.mint_bot_token(installation_id)
+    except Exception as error:
+        # Any failure must reach the waiting browser, or it shows "still working".
         message = _explain_failure(error)
         _record_result(context, job_id, status="failed", message=message)
         logger.error("install failed: %s", message, extra=fields)
@@ -71,23 +82,36 @@ def install_app(installation_id: str, code: str) -> None:
     )
 
 
-def confirm_uninstall(installation_id: str) -> None:
-    """Check an unsigned uninstall notice by asking Plane for a bot token.
+def confirm_uninstall(installation_id: str, refusals: int = 0) -> None:
+    """Check an uninstall signal by asking Plane for a bot token.
 
-    Plane refuses bot tokens for an uninstalled installation (most likely with a
-    5xx rather than an OAuth error), so a refusal confirms the notice and a new
-    token proves it false.
+    A new token proves the installation is still there. Plane's refusal for an
+    uninstalled installation is most likely an HTTP 500 (a validation error in a
+    plain Django view) or an OAuth 400; anything else (502-504, 429, a network
+    error, or ``invalid_client``, which is about our credentials) proves nothing
+    and is retried. One refusal could be a passing fault, so the installation
+    is marked uninstalled only after a second refusal some time later.
     """
     context = runtime.current()
-    fields = {"installation_id": installation_id}
+    fields = {"installation_id": installation_id, "refusals": refusals}
     try:
         token = context.oauth.mint_bot_token(installation_id)
     except PlaneAPIError as error:
-        if error.status is None:
-            raise  # Plane could not be reached: this proves nothing, let RQ record it.
+        if not _is_refusal(error):
+            raise  # proves nothing; RQ retries the check later
+        if refusals + 1 < UNINSTALL_REFUSALS_REQUIRED:
+            _recheck_uninstall(context, installation_id, refusals + 1)
+            logger.warning(
+                "uninstall check: Plane refused a bot token (HTTP %s); checking "
+                "again in %s s before marking the installation uninstalled",
+                error.status,
+                context.settings.uninstall_recheck_seconds,
+                extra=fields,
+            )
+            return
         context.store.set_status(installation_id, STATUS_UNINSTALLED)
         logger.warning(
-            "uninstall confirmed: Plane refused a bot token (HTTP %s)",
+            "uninstall confirmed: Plane refused a bot token again (HTTP %s)",
             error.status,
             extra=fields,
         )
@@ -99,6 +123,24 @@ def confirm_uninstall(installation_id: str) -> None:
     logger.warning(
         "uninstall notice not confirmed: Plane still issues bot tokens; ignored",
         extra=fields,
+    )
+
+
+def _is_refusal(error: PlaneAPIError) -> bool:
+    if error.status == 500:
+        return True
+    return isinstance(error, OAuthError) and not isinstance(error, InvalidClientError)
+
+
+def _recheck_uninstall(context, installation_id: str, refusals: int) -> None:
+    queues.enqueue(
+        queues.get_queue(queues.INSTALL_QUEUE, context.redis),
+        queues.UNINSTALL_CHECK_JOB,
+        args=(installation_id,),
+        kwargs={"refusals": refusals},
+        description=f"confirm uninstall of {installation_id} (again)",
+        job_timeout=queues.INSTALL_JOB_TIMEOUT_SECONDS,
+        delay_seconds=context.settings.uninstall_recheck_seconds,
     )
 
 
@@ -117,7 +159,7 @@ def _installation_from(details: dict) -> Installation:
     )
 
 
-def _explain_failure(error: PlaneAppError) -> str:
+def _explain_failure(error: Exception) -> str:
     if isinstance(error, InvalidGrantError):
         return (
             "Plane rejected the authorization code: it expired (codes live 60 "
@@ -129,8 +171,16 @@ def _explain_failure(error: PlaneAppError) -> str:
             "PLANE_CLIENT_ID and PLANE_CLIENT_SECRET."
         )
     if isinstance(error, InstallationNotFoundError):
-        return "Plane does not list this installation any more."
-    return f"Plane could not complete the installation ({error})."
+        return (
+            "Plane does not list this installation for the user who consented; "
+            "it may have been removed, or the link was altered."
+        )
+    if isinstance(error, PlaneAppError):
+        return f"Plane could not complete the installation ({error})."
+    return (
+        "The installation failed on our side; the operator can find the error "
+        "in the worker log."
+    )
 
 
 def _record_result(context, job_id: str, **result: str) -> None:
