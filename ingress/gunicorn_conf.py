@@ -4,12 +4,19 @@ The access log leaves out the query string: the OAuth callback's ``code`` and
 ``state`` must never reach a log line.
 """
 
-import os
 import sys
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-# gunicorn also reads WEB_CONCURRENCY itself; it is set here so the default is visible.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+from shared.errors import SettingsError
+from shared.settings import load_web_server_settings
+
+try:
+    _server = load_web_server_settings()
+except SettingsError as _error:
+    print(f"The web process cannot start. {_error}", file=sys.stderr)
+    sys.exit(2)
+
+bind = f"{_server.host}:{_server.port}"
+workers = _server.workers
 worker_class = "sync"
 # Plane waits 30 s for a response, so a request that takes longer is already lost.
 timeout = 30
@@ -17,12 +24,12 @@ graceful_timeout = 25
 accesslog = "-"
 # %(U)s is the path without the query string.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+logger_class = "ingress.access_log.SafeAccessLogger"
 errorlog = "-"
 
 
 def on_starting(server):
     """Check settings once in the master, so a bad .env fails with one message."""
-    from shared.errors import SettingsError
     from shared.settings import load_settings
 
     try:

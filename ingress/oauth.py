@@ -108,6 +108,10 @@ def install_status(job_id: str):
 
 
 def _check_parameters(code: str, installation_id: str) -> None:
+    error = request.args.get("error")
+    if error:
+        # An OAuth error redirect (RFC 6749 4.1.2.1), e.g. access_denied.
+        raise CallbackRejected(f"Plane returned the OAuth error {error[:64]!r}")
     if not code:
         raise CallbackRejected("missing code")
     if not _is_uuid(installation_id):

@@ -40,8 +40,11 @@ STARTUP_TIMEOUT_SECONDS = 30
 REPLY_TIMEOUT_SECONDS = 30
 
 
+BOLD, PLAIN = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+
+
 def say(message: str) -> None:
-    print(f"\033[1mdemo   |\033[0m {message}", flush=True)
+    print(f"{BOLD}demo   |{PLAIN} {message}", flush=True)
 
 
 class Processes:
@@ -52,6 +55,9 @@ class Processes:
 
     def start(self, name: str, command: list[str] | str, env: dict[str, str]) -> None:
         """Start ``command`` (a Procfile line is a string, run by the shell)."""
+        if isinstance(command, str):
+            # exec makes the shell become the command, so signals reach it.
+            command = f"exec {command}"
         child = subprocess.Popen(
             command,
             shell=isinstance(command, str),
@@ -165,6 +171,7 @@ def app_environment(redis_url: str) -> dict[str, str]:
         SECRET_KEY=DEMO_SECRET_KEY,
         TOKEN_ENCRYPTION_KEYS=token_encryption_key(),
         PORT=str(WEB_PORT),
+        HOST="127.0.0.1",
         WEB_CONCURRENCY="2",
         PYTHONUNBUFFERED="1",
         LOG_FORMAT="text",
@@ -233,10 +240,13 @@ def print_next_steps() -> None:
     if python.is_relative_to(ROOT):
         python = python.relative_to(ROOT)
     standin = f"{python} -m plane_standin"
+    where = f" --standin-url {STANDIN_URL}" if STANDIN_PORT != 8090 else ""
     say("everything is running. In another terminal, try:")
-    say(f'  {standin} work-item "Another work item"')
-    say(f'  {standin} comment <work item id> "hello" --mention   # agent answers')
-    say(f"  {standin} send issue.updated   # any name in tests/fixtures/plane")
+    say(f'  {standin} work-item "Another work item"{where}')
+    say(
+        f'  {standin} comment <work item id> "hello" --mention{where}   # agent answers'
+    )
+    say(f"  {standin} send issue.updated{where}   # any name in tests/fixtures/plane")
     say(f"  curl {WEB_URL}/healthz")
     say("press Ctrl-C to stop")
 

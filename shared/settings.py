@@ -270,3 +270,35 @@ class _Reader:
             )
             return default
         return value
+
+
+@dataclass(frozen=True)
+class WebServerSettings:
+    """Where and how widely gunicorn serves the web process."""
+
+    host: str
+    port: int
+    workers: int
+
+
+def load_web_server_settings(
+    environ: Mapping[str, str] | None = None, *, dotenv_path: str = ".env"
+) -> WebServerSettings:
+    """Read HOST, PORT and WEB_CONCURRENCY (the environment wins over .env).
+
+    HOST defaults to 0.0.0.0, which platforms such as Heroku require; the demo
+    sets 127.0.0.1, because its secrets are published.
+    """
+    if environ is None:
+        merged = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+        merged.update(os.environ)
+        environ = merged
+    reader = _Reader(environ)
+    server = WebServerSettings(
+        host=reader.optional("HOST", "0.0.0.0"),
+        port=reader.positive_int("PORT", 8000),
+        workers=reader.positive_int("WEB_CONCURRENCY", 2),
+    )
+    if reader.problems:
+        raise SettingsError(reader.problems)
+    return server

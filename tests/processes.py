@@ -37,7 +37,7 @@ class AppProcess:
 
     def start(self) -> "AppProcess":
         self.process = subprocess.Popen(
-            self.command,
+            f"exec {self.command}",
             shell=True,
             cwd=ROOT,
             env=self.env,

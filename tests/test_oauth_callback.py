@@ -325,3 +325,11 @@ def test_pending_install_page_refreshes_status(
     assert page.status_code == 202
     assert 'http-equiv="refresh"' in text
     assert "/oauth/status/" in text
+
+
+def test_declined_consent_names_the_error(browser, standin, redis_conn):
+    page = callback(browser, error="access_denied", state="whatever")
+
+    assert page.status_code == 400
+    assert "access_denied" in page.get_data(as_text=True)
+    assert_nothing_started(standin, redis_conn)

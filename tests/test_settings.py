@@ -109,3 +109,25 @@ def test_log_format_accepts_json():
 
 def test_log_format_rejects_unknown():
     assert "LOG_FORMAT" in problems_of(LOG_FORMAT="xml")
+
+
+def test_web_server_settings_read_dotenv(tmp_path, monkeypatch):
+    from shared.settings import load_web_server_settings
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("PORT=28000\nWEB_CONCURRENCY=3\nHOST=127.0.0.1\n")
+    for name in ("PORT", "WEB_CONCURRENCY", "HOST"):
+        monkeypatch.delenv(name, raising=False)
+
+    server = load_web_server_settings(dotenv_path=str(dotenv))
+
+    assert server.port == 28000
+    assert server.workers == 3
+    assert server.host == "127.0.0.1"
+
+
+def test_bad_web_concurrency_is_a_clear_error():
+    from shared.settings import load_web_server_settings
+
+    with pytest.raises(SettingsError, match="WEB_CONCURRENCY must be a positive"):
+        load_web_server_settings({"WEB_CONCURRENCY": "two"})
