@@ -8,6 +8,11 @@ import argparse
 import sys
 import time
 
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from shared import queues
+from shared.deliveries import DELIVERY_LOG_TTL_SECONDS, DeliveryQueue
 from shared.errors import PlaneAPIError, PlaneAppError, SettingsError
 from shared.installations import InstallationStore
 from shared.logs import configure_logging
@@ -127,6 +132,69 @@ def reencrypt_tokens(context, arguments, output) -> int:
     return 0
 
 
+def list_dead_letters(context, arguments, output) -> int:
+    registry = _failed_registry(context, arguments.queue)
+    job_ids = registry.get_job_ids()
+    if not job_ids:
+        print(f"No failed jobs on the {arguments.queue} queue.", file=output)
+        return 0
+    jobs = Job.fetch_many(
+        job_ids, connection=context.redis, serializer=queues.SERIALIZER
+    )
+    for job in filter(None, jobs):
+        print(f"{job.id}  {job.ended_at or '-'}  {job.description}", file=output)
+        print(f"    {_last_error_line(job)}", file=output)
+    print(f"{len(job_ids)} failed jobs on the {arguments.queue} queue", file=output)
+    return 0
+
+
+def _last_error_line(job: Job) -> str:
+    result = job.latest_result()
+    lines = (result.exc_string or "").strip().splitlines() if result else []
+    return lines[-1] if lines else "no error recorded"
+
+
+def replay_dead_letters(context, arguments, output) -> int:
+    registry = _failed_registry(context, arguments.queue)
+    job_ids = registry.get_job_ids() if arguments.all else arguments.job_ids
+    if not job_ids:
+        print("Name failed job ids to replay, or pass --all.", file=output)
+        return 1
+    replayed = 0
+    for job_id in job_ids:
+        if job_id not in registry:
+            print(f"{job_id}: not in the failed-job registry; skipped", file=output)
+            continue
+        registry.requeue(job_id)
+        replayed += 1
+        print(f"{job_id}: requeued", file=output)
+    print(f"replayed {replayed} of {len(job_ids)} jobs", file=output)
+    return 0 if replayed == len(job_ids) else 1
+
+
+def replay_delivery(context, arguments, output) -> int:
+    deliveries = DeliveryQueue(context.redis)
+    job = deliveries.job_for_delivery(arguments.delivery_id)
+    if job is None:
+        raise PlaneAppError(
+            f"No delivery {arguments.delivery_id!r} is in the delivery log "
+            f"(it keeps {DELIVERY_LOG_TTL_SECONDS // 3600} hours). Check the id "
+            "against the web process's 'delivery enqueued' log line."
+        )
+    replay = deliveries.replay(job, reason=f"delivery {arguments.delivery_id}")
+    print(
+        f"delivery {arguments.delivery_id} enqueued again as job {replay.id}",
+        file=output,
+    )
+    return 0
+
+
+def _failed_registry(context, queue_name: str) -> FailedJobRegistry:
+    return FailedJobRegistry(
+        queue_name, connection=context.redis, serializer=queues.SERIALIZER
+    )
+
+
 def _require_installation(store: InstallationStore, installation_id: str):
     installation = store.get(installation_id)
     if installation is None:
@@ -176,6 +244,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-encrypt every stored token with the first TOKEN_ENCRYPTION_KEYS key",
     )
     rotate.set_defaults(run=reencrypt_tokens)
+
+    dead = commands.add_parser(
+        "dead-letters", help="list jobs that failed after their last retry"
+    )
+    dead.add_argument(
+        "--queue", default=queues.DELIVERY_QUEUE, help="default: deliveries"
+    )
+    dead.set_defaults(run=list_dead_letters)
+
+    replay = commands.add_parser(
+        "replay", help="requeue failed jobs (handlers done before stay done)"
+    )
+    replay.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    replay.add_argument(
+        "--all", action="store_true", help="every failed job on the queue"
+    )
+    replay.add_argument(
+        "--queue", default=queues.DELIVERY_QUEUE, help="default: deliveries"
+    )
+    replay.set_defaults(run=replay_dead_letters)
+
+    again = commands.add_parser(
+        "replay-delivery",
+        help="run a delivery again by its X-Plane-Delivery id, all handlers included",
+    )
+    again.add_argument("delivery_id")
+    again.set_defaults(run=replay_delivery)
     return parser
 
 
