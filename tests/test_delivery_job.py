@@ -199,3 +199,34 @@ def test_worker_retries_only_passing_errors(context, redis_conn, error, retries_
     worker.handle_exception(job, type(error), error, None)
 
     assert job.retries_left == retries_left
+
+
+def test_same_work_item_deliveries_never_overlap(context, redis_conn):
+    import threading
+
+    spans: list[tuple[float, float]] = []
+
+    @context.registry.on("issue", "updated")
+    def slow(event, plane):
+        started = time.monotonic()
+        time.sleep(0.3)
+        spans.append((started, time.monotonic()))
+
+    payload = json.loads((FIXTURES / "issue.updated.json").read_text())
+    jobs = [
+        enqueue_fixture(
+            redis_conn,
+            "issue.updated",
+            activity={**payload["activity"], "new_value": value},
+        )
+        for value in ("high", "urgent")
+    ]
+    threads = [threading.Thread(target=job.perform) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    spans.sort()
+    assert len(spans) == 2
+    assert spans[0][1] <= spans[1][0]

@@ -9,7 +9,10 @@ agent run is recorded here, by the stop prompt's own job.
 import dataclasses
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from redis.exceptions import LockNotOwnedError
 from rq import get_current_job
 
 from shared import metrics, queues
@@ -33,9 +36,19 @@ logger = logging.getLogger(__name__)
 
 # Completion marks outlive every retry of a job (about 15 minutes in all).
 COMPLETION_MARK_TTL_SECONDS = 24 * 3600
+# Handlers for one entity run one delivery at a time. A delivery that waits
+# longer than ENTITY_LOCK_WAIT_SECONDS goes back to RQ's retry schedule.
+ENTITY_LOCK_LEASE_SECONDS = 60
+ENTITY_LOCK_WAIT_SECONDS = 10
 # A delivery Plane keeps rate-limiting is deferred at most this many times, then
 # retried on RQ's normal schedule, so a stuck rate limit cannot loop forever.
 MAX_DEFERRALS = 5
+
+
+class EntityBusyError(PlaneAppError):
+    """Another worker is running handlers for the same entity; retry shortly."""
+
+    retryable = True
 
 
 class HandlerFailedError(PlaneAppError):
@@ -121,9 +134,10 @@ def _process_delivery(
         extra={**fields, "queued_ms": round((time.time() - received_at) * 1000)},
     )
     metrics.observe("delivery_queue_wait_seconds", time.time() - received_at)
-    failed, wait_seconds = _run_handlers(
-        context, event, installation, registrations, fields, completion_key
-    )
+    with _one_delivery_per_entity(context, event, fields):
+        failed, wait_seconds = _run_handlers(
+            context, event, installation, registrations, fields, completion_key
+        )
     metrics.increment("deliveries_processed", outcome="failed" if failed else "done")
     if failed and wait_seconds and deferrals < MAX_DEFERRALS:
         queues.enqueue(
@@ -147,6 +161,40 @@ def _process_delivery(
             f"{', '.join(failed)}; the job will retry them."
         )
     logger.info("delivery done", extra=fields)
+
+
+@contextmanager
+def _one_delivery_per_entity(context, event: Event, fields: dict) -> Iterator[None]:
+    """Run handlers for one entity (a work item, a comment...) one delivery at a time.
+
+    Agent events are exempt, so a stop request reaches the run it stops.
+    NOTE: the lock's lease is ENTITY_LOCK_LEASE_SECONDS; handlers that run
+    longer lose the exclusivity, and a killed worker holds the entity that long.
+    """
+    if event.entity_id is None or event.event in AGENT_EVENTS:
+        yield
+        return
+    lock = context.redis.lock(
+        key("lock", "entity", event.workspace_id, event.event, event.entity_id),
+        timeout=ENTITY_LOCK_LEASE_SECONDS,
+    )
+    if not lock.acquire(blocking_timeout=ENTITY_LOCK_WAIT_SECONDS):
+        logger.info(
+            "delivery waiting: another delivery of this entity runs", extra=fields
+        )
+        raise EntityBusyError(
+            f"Another delivery for {event.event} {event.entity_id} is running; "
+            "this one will be retried after it."
+        )
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except LockNotOwnedError:
+            logger.warning(
+                "entity lock lease ran out before the handlers ended", extra=fields
+            )
 
 
 def _parse(body: bytes, delivery_id: str, fields: dict) -> Event:
