@@ -1,4 +1,4 @@
-"""Enqueue a webhook delivery exactly once, in one atomic Redis step.
+"""Enqueue each webhook event once, in one atomic Redis step.
 
 Plane resends a v1 delivery with the same bytes and a new ``X-Plane-Delivery``
 id, and a v2 event with the same ``event_id``. One Lua script therefore checks
@@ -49,7 +49,7 @@ return {1, ARGV[1]}
 
 @dataclass(frozen=True)
 class EnqueueResult:
-    """What happened to a delivery: a new job, or a duplicate of an earlier one."""
+    """Outcome of an enqueue: the job id, and whether it was a duplicate."""
 
     job_id: str
     duplicate: bool

@@ -1,7 +1,8 @@
 """Schedule the job that checks whether Plane really uninstalled an installation.
 
 Two things suggest an uninstall: Plane's unsigned notice, and a 5xx when the
-bot token is re-minted (Plane's likely answer for an uninstalled installation).
+bot token is re-minted (what Plane most likely returns for an uninstalled
+installation).
 Neither is proof, so both only schedule ``workers.install.confirm_uninstall``.
 """
 

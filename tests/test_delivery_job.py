@@ -230,3 +230,24 @@ def test_same_work_item_deliveries_never_overlap(context, redis_conn):
     spans.sort()
     assert len(spans) == 2
     assert spans[0][1] <= spans[1][0]
+
+
+def test_entity_lock_renewed_during_long_handler(context, redis_conn, monkeypatch):
+    from workers import delivery
+
+    monkeypatch.setattr(delivery, "ENTITY_LOCK_LEASE_SECONDS", 1)
+    monkeypatch.setattr(delivery, "ENTITY_LOCK_RENEW_SECONDS", 0.2)
+    ttls = []
+
+    @context.registry.on("issue", "updated")
+    def slow(event, plane):
+        time.sleep(1.5)
+        ttls.extend(
+            redis_conn.pttl(name)
+            for name in redis_conn.scan_iter("planeapp:lock:entity:*")
+        )
+
+    enqueue_fixture(redis_conn, "issue.updated").perform()
+
+    assert len(ttls) == 1
+    assert ttls[0] > 0

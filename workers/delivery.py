@@ -8,11 +8,13 @@ agent run is recorded here, by the stop prompt's own job.
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from redis.exceptions import LockNotOwnedError
+import redis
+from redis.exceptions import LockError, LockNotOwnedError
 from rq import get_current_job
 
 from shared import metrics, queues
@@ -38,7 +40,8 @@ logger = logging.getLogger(__name__)
 COMPLETION_MARK_TTL_SECONDS = 24 * 3600
 # Handlers for one entity run one delivery at a time. A delivery that waits
 # longer than ENTITY_LOCK_WAIT_SECONDS goes back to RQ's retry schedule.
-ENTITY_LOCK_LEASE_SECONDS = 60
+ENTITY_LOCK_LEASE_SECONDS = 20
+ENTITY_LOCK_RENEW_SECONDS = 5
 ENTITY_LOCK_WAIT_SECONDS = 10
 # A delivery Plane keeps rate-limiting is deferred at most this many times, then
 # retried on RQ's normal schedule, so a stuck rate limit cannot loop forever.
@@ -167,9 +170,9 @@ def _process_delivery(
 def _one_delivery_per_entity(context, event: Event, fields: dict) -> Iterator[None]:
     """Run handlers for one entity (a work item, a comment...) one delivery at a time.
 
-    Agent events are exempt, so a stop request reaches the run it stops.
-    NOTE: the lock's lease is ENTITY_LOCK_LEASE_SECONDS; handlers that run
-    longer lose the exclusivity, and a killed worker holds the entity that long.
+    Agent events are exempt, so a stop request reaches the run it stops. The
+    lock's short lease is renewed while the handlers run, so a killed worker
+    holds the entity for at most ENTITY_LOCK_LEASE_SECONDS.
     """
     if event.entity_id is None or event.event in AGENT_EVENTS:
         yield
@@ -177,6 +180,8 @@ def _one_delivery_per_entity(context, event: Event, fields: dict) -> Iterator[No
     lock = context.redis.lock(
         key("lock", "entity", event.workspace_id, event.event, event.entity_id),
         timeout=ENTITY_LOCK_LEASE_SECONDS,
+        # The renewal thread must see the token the acquiring thread got.
+        thread_local=False,
     )
     if not lock.acquire(blocking_timeout=ENTITY_LOCK_WAIT_SECONDS):
         logger.info(
@@ -186,15 +191,31 @@ def _one_delivery_per_entity(context, event: Event, fields: dict) -> Iterator[No
             f"Another delivery for {event.event} {event.entity_id} is running; "
             "this one will be retried after it."
         )
+    finished = threading.Event()
+    renewal = threading.Thread(
+        target=_renew_entity_lock, args=(lock, finished, fields), daemon=True
+    )
+    renewal.start()
     try:
         yield
     finally:
+        finished.set()
+        renewal.join(timeout=ENTITY_LOCK_RENEW_SECONDS)
         try:
             lock.release()
         except LockNotOwnedError:
             logger.warning(
                 "entity lock lease ran out before the handlers ended", extra=fields
             )
+
+
+def _renew_entity_lock(lock, finished: threading.Event, fields: dict) -> None:
+    while not finished.wait(ENTITY_LOCK_RENEW_SECONDS):
+        try:
+            lock.reacquire()
+        except (LockError, redis.RedisError) as error:
+            logger.warning("entity lock renewal failed: %s", error, extra=fields)
+            return
 
 
 def _parse(body: bytes, delivery_id: str, fields: dict) -> Event:

@@ -81,11 +81,11 @@ class Housekeeper:
             logger.warning("housekeeping skipped: Redis failed (%s)", error)
 
     def _hold_lease(self) -> bool:
-        held = self._acquire_or_renew(
+        lease_held = self._acquire_or_renew(
             keys=[key("lock", "housekeeper")],
             args=[self.owner, LEASE_SECONDS * 1000],
         )
-        return bool(held)
+        return bool(lease_held)
 
     def _recover_abandoned_jobs(self) -> None:
         for queue in self.queues:

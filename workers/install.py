@@ -85,12 +85,12 @@ def install_app(installation_id: str, code: str) -> None:
 def confirm_uninstall(installation_id: str, refusals: int = 0) -> None:
     """Check an uninstall signal by asking Plane for a bot token.
 
-    A new token proves the installation is still there. Plane's refusal for an
-    uninstalled installation is most likely an HTTP 500 (a validation error in a
-    plain Django view) or an OAuth 400; anything else (502-504, 429, a network
-    error, or ``invalid_client``, which is about our credentials) proves nothing
-    and is retried. One refusal could be a passing fault, so the installation
-    is marked uninstalled only after a second refusal some time later.
+    A new token proves the installation is still there. For an uninstalled
+    installation Plane most likely returns HTTP 500 (a validation error in a
+    plain Django view) or an OAuth 400. Anything else proves nothing and is
+    retried: 502-504, 429, a network error, or ``invalid_client``, which is
+    about our credentials. One refusal could be a passing fault, so the
+    installation is marked uninstalled only after a second refusal later.
     """
     context = runtime.current()
     fields = {"installation_id": installation_id, "refusals": refusals}
