@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 import requests
 from plane.client import PlaneClient
 
+from shared.errors import PlaneRateLimitedError
 from shared.logs import context_field
 from shared.metrics import plane_response_hook
+from shared.rate_limits import RateBudget, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -38,26 +40,44 @@ class LiveTokenAuth(requests.auth.AuthBase):
         get_token: Callable[[], str],
         renew_token: Callable[[str], str],
         installation_id: str,
+        budget: RateBudget | None = None,
     ) -> None:
         self.get_token = get_token
         self.renew_token = renew_token
         self.installation_id = installation_id
+        self.budget = budget
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.get_token()}"
+        token = self.get_token()
+        self._spend(token)
+        request.headers["Authorization"] = f"Bearer {token}"
         delivery_id = context_field("delivery_id")
         if delivery_id:
             request.headers[DELIVERY_ID_HEADER] = str(delivery_id)
         request.register_hook("response", self._retry_after_renewal)
         return request
 
+    def _spend(self, token: str) -> None:
+        if self.budget is not None:
+            self.budget.take(fingerprint(token))
+
     def _retry_after_renewal(
         self, response: requests.Response, **send_kwargs
     ) -> requests.Response:
+        sent_with = response.request.headers["Authorization"].removeprefix("Bearer ")
+        if self.budget is not None:
+            self.budget.learn_from(fingerprint(sent_with), response)
+        if response.status_code == 429:
+            raise PlaneRateLimitedError(
+                f"Plane rate-limited an API call for installation "
+                f"{self.installation_id} (HTTP 429).",
+                retry_after=_retry_after(response),
+                status=429,
+            )
         if not token_was_rejected(response):
             return response
 
-        rejected = response.request.headers["Authorization"].removeprefix("Bearer ")
+        rejected = sent_with
         logger.info(
             "Plane rejected the token, renewing it once",
             extra={
@@ -67,6 +87,7 @@ class LiveTokenAuth(requests.auth.AuthBase):
             },
         )
         fresh = self.renew_token(rejected)
+        self._spend(fresh)
 
         retry = response.request.copy()
         retry.headers["Authorization"] = f"Bearer {fresh}"
@@ -77,6 +98,14 @@ class LiveTokenAuth(requests.auth.AuthBase):
         answer.history.append(response)
         answer.request = retry
         return answer
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def token_was_rejected(response: requests.Response) -> bool:

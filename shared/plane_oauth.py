@@ -33,6 +33,7 @@ from shared.errors import (
     PlaneUnavailableError,
 )
 from shared.metrics import plane_response_hook
+from shared.rate_limits import RateBudget
 from shared.redaction import register_token
 from shared.settings import Settings
 
@@ -50,6 +51,10 @@ TOKEN_RETRY_MAX_WAIT_SECONDS = 8.0
 # A 429 asking for a longer wait is not slept through inside a worker: the error
 # goes up with its ``retry_after`` and the job is deferred for that long instead.
 INLINE_RETRY_AFTER_LIMIT_SECONDS = 5.0
+# Plane limits the token endpoint per client IP when the client authenticates
+# with HTTP Basic; all workers share one budget, the cautious reading when
+# several machines share an outbound address.
+TOKEN_BUDGET_SUBJECT = "client"
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ class PlaneOAuthClient:
         self.redirect_uri = redirect_uri
         self.scopes = scopes
         self.session = session or requests.Session()
+        # Set by the worker runtime; None means no shared budget is enforced.
+        self.token_budget: RateBudget | None = None
         self.session.hooks["response"].append(plane_response_hook("oauth"))
         self.retrying = retrying or token_retrying()
 
@@ -256,6 +263,9 @@ class PlaneOAuthClient:
         idempotent: bool = True,
         **kwargs,
     ) -> requests.Response:
+        is_token_call = url.endswith("/auth/o/token/")
+        if is_token_call and self.token_budget is not None:
+            self.token_budget.take(TOKEN_BUDGET_SUBJECT)
         try:
             response = self.session.request(
                 method, url, timeout=TOKEN_REQUEST_TIMEOUT_SECONDS, **kwargs
@@ -274,6 +284,8 @@ class PlaneOAuthClient:
             error.retryable = idempotent
             raise error from exc
 
+        if is_token_call and self.token_budget is not None:
+            self.token_budget.learn_from(TOKEN_BUDGET_SUBJECT, response)
         if response.ok:
             return response
         raise _error_from_response(response, request_label, idempotent=idempotent)

@@ -65,6 +65,8 @@ class Settings:
     dashboard_username: str
     dashboard_password: str
     uninstall_recheck_seconds: int
+    api_rate_limit_per_minute: int
+    token_rate_limit_per_minute: int
 
 
 def load_settings(
@@ -118,6 +120,12 @@ def load_settings(
         dashboard_password=reader.dashboard_password("RQ_DASHBOARD_PASSWORD"),
         uninstall_recheck_seconds=reader.positive_int(
             "UNINSTALL_RECHECK_SECONDS", DEFAULT_UNINSTALL_RECHECK_SECONDS
+        ),
+        api_rate_limit_per_minute=reader.positive_int(
+            "PLANE_API_RATE_LIMIT_PER_MINUTE", 5000
+        ),
+        token_rate_limit_per_minute=reader.positive_int(
+            "PLANE_TOKEN_RATE_LIMIT_PER_MINUTE", 300
         ),
     )
     if reader.problems:

@@ -251,3 +251,24 @@ def test_entity_lock_renewed_during_long_handler(context, redis_conn, monkeypatc
 
     assert len(ttls) == 1
     assert ttls[0] > 0
+
+
+def test_spent_api_budget_defers_delivery(context, redis_conn):
+    from shared.rate_limits import RateBudget
+
+    context.api_budget = RateBudget(redis_conn, kind="api", per_minute=1)
+    context._clients.clear()
+
+    @context.registry.on("issue", "created")
+    def two_calls(event, plane):
+        for _ in range(2):
+            plane.work_items.comments.list(
+                defaults.WORKSPACE_SLUG, defaults.PROJECT_ID, defaults.WORK_ITEM_ID
+            )
+
+    enqueue_fixture(redis_conn, "issue.created").perform()
+
+    scheduled = queues.get_queue(
+        queues.DELIVERY_QUEUE, redis_conn
+    ).scheduled_job_registry
+    assert scheduled.count == 1

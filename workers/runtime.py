@@ -20,6 +20,7 @@ from shared.credentials import InstallationCredentials
 from shared.installations import InstallationStore
 from shared.plane_api import LiveTokenAuth, build_plane_client
 from shared.plane_oauth import PlaneOAuthClient
+from shared.rate_limits import RateBudget
 from shared.redis_client import connect
 from shared.registry import HandlerRegistry, registry
 from shared.settings import Settings
@@ -38,6 +39,7 @@ class WorkerContext:
     store: InstallationStore
     oauth: PlaneOAuthClient
     registry: HandlerRegistry
+    api_budget: RateBudget | None = None
     agent_heartbeat_seconds: float = HEARTBEAT_INTERVAL_SECONDS
     _clients: dict[str, PlaneClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,7 +60,10 @@ class WorkerContext:
             if client is None:
                 credentials = self.credentials(installation_id)
                 auth = LiveTokenAuth(
-                    credentials.bot_token, credentials.renew_bot_token, installation_id
+                    credentials.bot_token,
+                    credentials.renew_bot_token,
+                    installation_id,
+                    budget=self.api_budget,
                 )
                 client = build_plane_client(self.settings.plane_base_url, auth)
                 self._clients[installation_id] = client
@@ -74,12 +79,19 @@ def init(settings: Settings, *, connection: redis.Redis | None = None) -> Worker
     connection = connection or connect(settings.redis_url)
     load_handler_modules(settings.handler_modules)
     metrics.configure(connection)
+    oauth = PlaneOAuthClient.from_settings(settings)
+    oauth.token_budget = RateBudget(
+        connection, kind="token", per_minute=settings.token_rate_limit_per_minute
+    )
     _context = WorkerContext(
         settings=settings,
         redis=connection,
         store=InstallationStore.from_settings(connection, settings),
-        oauth=PlaneOAuthClient.from_settings(settings),
+        oauth=oauth,
         registry=registry,
+        api_budget=RateBudget(
+            connection, kind="api", per_minute=settings.api_rate_limit_per_minute
+        ),
     )
     return _context
 
