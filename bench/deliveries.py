@@ -22,6 +22,8 @@ EVENT = "issue"
 # ``bench.handlers``. End-to-end probes use the action its timing handler takes.
 THROUGHPUT_ACTION = "updated"
 PROBE_ACTION = "deleted"
+# The padded field as ``json.dumps`` writes it while still empty.
+_EMPTY_PADDING = b'"description_stripped": ""'
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,14 @@ def _padded_body(template: dict, number: int) -> bytes:
     data["id"] = str(uuid.uuid4())
     data["sequence_id"] = number
     data["description_stripped"] = ""
-    shortfall = BODY_BYTES - len(build_body(template))
+    unpadded = build_body(template)
+    shortfall = BODY_BYTES - len(unpadded)
     if shortfall < 0:
         raise ValueError(
-            f"the issue fixture is {BODY_BYTES - shortfall} bytes before padding, "
+            f"the issue fixture is {len(unpadded)} bytes before padding, "
             f"over BODY_BYTES={BODY_BYTES}. Raise BODY_BYTES."
         )
-    data["description_stripped"] = "x" * shortfall
-    return build_body(template)
+    # Filling the empty string in place saves a second json.dumps per body.
+    return unpadded.replace(
+        _EMPTY_PADDING, b'"description_stripped": "' + b"x" * shortfall + b'"', 1
+    )
