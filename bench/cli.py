@@ -17,7 +17,6 @@ from bench import processes
 from bench.end_to_end_part import run_end_to_end_part
 from bench.ingress_part import BARE, LPUSH, REAL, IngressServers, run_ingress_part
 from bench.inprocess import run_inprocess_part
-from bench.machine_load import OtherLoadMeter
 from bench.plan import DEFAULT_PLAN, QUICK_PLAN, Plan
 from bench.redis_target import RedisTarget
 from bench.report import render_report
@@ -141,9 +140,13 @@ def _run(plan: Plan, redis_url: str | None, work_dir: Path) -> dict:
         servers.stop((REAL,))
 
         _progress("timing single steps in this process")
-        meter = OtherLoadMeter()
         inprocess = run_inprocess_part(
-            target, env, secret=secret, log_path=work_dir / "inprocess.log"
+            plan,
+            target,
+            env,
+            secret=secret,
+            log_path=work_dir / "inprocess.log",
+            progress=_progress,
         )
         return {
             "redis_description": target.describe(),
@@ -151,7 +154,6 @@ def _run(plan: Plan, redis_url: str | None, work_dir: Path) -> dict:
             "worker": worker,
             "end_to_end": end_to_end,
             "inprocess": inprocess,
-            "inprocess_other_cores": meter.cores(),
         }
 
 

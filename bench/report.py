@@ -39,7 +39,6 @@ def render_report(
     worker: WorkerResults,
     end_to_end: EndToEndResults,
     inprocess: InProcessResults,
-    inprocess_other_cores: float | None,
     elapsed_seconds: float,
 ) -> str:
     """Return the whole report: header, one table per part, then the targets."""
@@ -57,7 +56,8 @@ def render_report(
         _worker_table(plan, worker) + _load_note(worker.other_cores, worker.repeated),
         _end_to_end_table(plan, end_to_end)
         + _load_note([r.other_cores for r in end_to_end.runs], end_to_end.repeated),
-        _inprocess_table(inprocess) + _load_note([inprocess_other_cores], 0),
+        _inprocess_table(inprocess)
+        + _load_note([inprocess.other_cores], inprocess.repeated),
         _targets_table(ingress, worker),
     ]
     return "\n\n".join(sections) + "\n"
