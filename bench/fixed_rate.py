@@ -4,7 +4,7 @@ Request ``i`` is due at ``start + i / rate`` whether or not earlier ones have
 returned, so a slow server makes requests pile up instead of slowing the
 client down. Each request opens its own connection, as Plane's sender and
 gunicorn's sync workers do. Latency runs from the moment the client opens the
-connection to the end of the response; ``start_lag`` records how late that
+connection to the end of the response. ``start_lag`` records how late that
 moment was against the schedule, which shows when the client itself fell behind.
 
 The client drives non-blocking sockets from one ``selectors`` loop, because it

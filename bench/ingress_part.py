@@ -36,7 +36,7 @@ APP_URIS = {
 BODY_MARGIN = 1.5
 MIN_BODIES = 1000
 # Bodies for the warm-up runs. An endpoint faster than this per warm-up second
-# sees repeats, which can only raise the warm-up rate and so the body count.
+# receives repeats, which can only raise the warm-up rate and so the body count.
 WARMUP_BODIES = 6000
 
 

@@ -112,8 +112,8 @@ def run_inprocess_part(
     """Time the ingress's and the delivery job's steps in this process.
 
     A run disturbed by other programs is run again like a repetition of the
-    other parts. Even undisturbed, these times move with the machine's state:
-    on the 2-core VM this was written on, one LPUSH of a 2 KB body took from 30
+    other parts. Even undisturbed, these times move with the machine's state.
+    On the 2-core VM this was written on, one LPUSH of a 2 KB body took from 30
     to 110 us from one run to the next, so compare steps within one run.
     """
     settings = load_settings(env)

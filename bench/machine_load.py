@@ -2,9 +2,9 @@
 
 The benchmark shares the machine, and a test suite running next to it slows
 some runs more than others. This meter reads the machine's busy time from
-``/proc/stat`` and subtracts the CPU time of the benchmark's own process tree
-(this process, the servers, the workers, Redis and wrk), so the report can say
-how busy the rest of the machine was during each part.
+``/proc/stat`` and subtracts the CPU time of the benchmark's own process tree:
+this process, the servers, the workers, Redis and wrk. What remains shows how
+busy the rest of the machine was during a run.
 """
 
 import os
@@ -26,9 +26,11 @@ class OtherLoadMeter:
     def cores(self) -> float | None:
         """Return the cores other programs used since the meter was made.
 
-        Returns None where ``/proc`` is not available. A process of the
-        benchmark that both started and ended inside the interval, and was
-        reaped by a parent outside this process, counts as another program.
+        Returns None where ``/proc`` is not available. The figure is right
+        only if the benchmark's servers and workers run through the whole
+        interval: the time of one that ends inside it is counted as another
+        program's, and so is that of a short-lived process that a server, not
+        this process, reaps.
         """
         end = self._sample()
         if self._start is None or end is None:

@@ -72,10 +72,10 @@ class RedisTarget:
         size = target.connection.dbsize()
         if size:
             raise RuntimeError(
-                f"the database at {url} holds {size} keys. The benchmark needs an "
-                "empty database, because it deletes its keys afterwards by pattern "
-                f"({', '.join(KEY_PATTERNS)}). Pass the URL of an empty database, "
-                "or leave out --redis-url to use a throwaway redis-server."
+                f"the database at {url} is not empty ({size} keys). The benchmark "
+                "needs an empty database, because it deletes its keys afterwards by "
+                f"pattern ({', '.join(KEY_PATTERNS)}). Pass the URL of an empty "
+                "database, or leave out --redis-url to use a throwaway redis-server."
             )
         return target
 

@@ -2,12 +2,12 @@
 
 One worker pool, started with the Procfile's worker command, drains every kind
 of job, so the RQ worker class, serializer, scheduler loop, worker count and log
-set-up are the same for all of them; only the job function differs. Each drain
+set-up are the same for all of them. Only the job function differs. Each drain
 pushes all its jobs in one MULTI/EXEC and polls the finished registry. The rate
 counts the jobs finished between the first poll that finds a finished job and
 the poll that finds them all, which leaves out the time redis-py spends reading
-the EXEC reply after the workers have started. It never waits for a worker to
-exit.
+the EXEC reply after the workers have started. Nothing here waits for a
+worker to exit, because an RQ worker can hang on exit.
 """
 
 import time
@@ -65,7 +65,7 @@ def store_installation(target: RedisTarget, env: dict[str, str]) -> Installation
     """Store an installation for the deliveries' workspace, with a bot token.
 
     The handlers never call Plane, but a stored bot token keeps the delivery
-    path from trying to mint one if anything asks the client for it.
+    path from trying to mint one if anything requests a token from the client.
     """
     settings = load_settings(env)
     store = InstallationStore.from_settings(target.connection, settings)
