@@ -56,6 +56,10 @@ def make_deliveries(
     """Yield ``count`` signed deliveries of ``BODY_BYTES`` bytes each."""
     template = fixture("issue.updated")
     template["action"] = action
+    if action == PROBE_ACTION:
+        # A real deletion names the work item itself as the changed field; a
+        # "deleted" with another field means removed from a cycle or module.
+        template["activity"]["field"] = "issue"
     for number in range(count):
         body = _padded_body(template, number)
         yield Delivery(

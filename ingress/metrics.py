@@ -43,6 +43,7 @@ def render_metrics():
             mimetype="text/plain",
         )
 
+    metrics.flush()  # this process's own recent writes; others land within 1 s
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(context.redis))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
