@@ -8,6 +8,10 @@ from shared.settings import load_settings
 from tests.redis_server import choose_test_redis
 
 CASE_SECRET = "plane_wh_3f9a1c0e7b2d4a6c8e0f1a2b3c4d5e6f"
+# The Plane stand-in's client secret in the tests; settings built with
+# ``make_environ`` use it too.
+STANDIN_CLIENT_SECRET = "standin-test-client-secret"
+TEST_REDIRECT_URI = "http://127.0.0.1:8000/oauth/callback"
 TEST_ENCRYPTION_KEY = Fernet.generate_key().decode()
 
 
@@ -32,8 +36,8 @@ def make_environ(redis_url: str, **overrides: str) -> dict[str, str]:
     environ = {
         "PLANE_BASE_URL": "http://127.0.0.1:9",
         "PLANE_CLIENT_ID": "kQ3vYtq8Zr0pXw2LmN7aBcDeFgHiJkLmNoPqRsTu",
-        "PLANE_CLIENT_SECRET": "test-client-secret",
-        "PLANE_REDIRECT_URI": "http://127.0.0.1:8000/oauth/callback",
+        "PLANE_CLIENT_SECRET": STANDIN_CLIENT_SECRET,
+        "PLANE_REDIRECT_URI": TEST_REDIRECT_URI,
         "PLANE_WEBHOOK_SECRET": CASE_SECRET,
         "REDIS_URL": redis_url,
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123",
@@ -41,6 +45,22 @@ def make_environ(redis_url: str, **overrides: str) -> dict[str, str]:
     }
     environ.update(overrides)
     return environ
+
+
+@pytest.fixture
+def standin():
+    """A running Plane stand-in that sends webhooks nowhere (port 9 refuses)."""
+    from plane_standin import defaults
+    from plane_standin.server import StandIn
+
+    with StandIn(
+        webhook_url="http://127.0.0.1:9/webhooks/plane",
+        webhook_secret=CASE_SECRET,
+        client_secret=STANDIN_CLIENT_SECRET,
+        redirect_uris=[TEST_REDIRECT_URI, defaults.REDIRECT_URI],
+        webhooks_for_api_changes=False,
+    ) as running:
+        yield running
 
 
 @pytest.fixture

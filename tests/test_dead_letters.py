@@ -16,19 +16,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "plane"
 
 
 @pytest.fixture
-def standin():
-    from plane_standin.server import StandIn
-    from tests.conftest import CASE_SECRET
-
-    with StandIn(
-        webhook_url="http://127.0.0.1:9/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        webhooks_for_api_changes=False,
-    ) as running:
-        yield running
-
-
-@pytest.fixture
 def failed_job(redis_conn):
     queue = queues.get_queue(queues.DELIVERY_QUEUE, redis_conn)
     job = queues.enqueue(

@@ -7,28 +7,21 @@ from pathlib import Path
 import pytest
 
 from plane_standin import defaults
-from plane_standin.server import StandIn
 from shared import queues
 from shared.errors import InstallationNotFoundError
 from shared.events import EventParseError
 from shared.installations import STATUS_INSTALLED, STATUS_UNINSTALLED
 from shared.registry import HandlerRegistry
 from shared.settings import load_settings
-from tests.conftest import CASE_SECRET, make_environ, make_installation
+from tests.conftest import (
+    STANDIN_CLIENT_SECRET,
+    make_environ,
+    make_installation,
+)
 from workers import runtime
 from workers.delivery import HandlerFailedError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plane"
-
-
-@pytest.fixture
-def standin():
-    with StandIn(
-        webhook_url="http://127.0.0.1:9/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        webhooks_for_api_changes=False,
-    ) as running:
-        yield running
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def context(redis_url, redis_conn, standin):
         make_environ(
             redis_url,
             PLANE_BASE_URL=standin.url,
-            PLANE_CLIENT_SECRET=defaults.CLIENT_SECRET,
+            PLANE_CLIENT_SECRET=STANDIN_CLIENT_SECRET,
         )
     )
     context = runtime.init(settings, connection=redis_conn)

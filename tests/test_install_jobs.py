@@ -5,30 +5,21 @@ import json
 import pytest
 
 from plane_standin import defaults
-from plane_standin.server import StandIn
 from shared import queues
 from shared.errors import PlaneUnavailableError
 from shared.installations import STATUS_INSTALLED, STATUS_UNINSTALLED
 from shared.plane_oauth import token_retrying
 from shared.redis_client import key
 from shared.settings import load_settings
-from tests.conftest import CASE_SECRET, make_environ, make_installation
+from tests.conftest import (
+    STANDIN_CLIENT_SECRET,
+    make_environ,
+    make_installation,
+)
 from tests.jobs import perform_next_job
 from workers import runtime
 
-CLIENT_SECRET = "install-jobs-client-secret"
 SERVER_ERROR = {"status": 500, "body": "<h1>Server Error (500)</h1>"}
-
-
-@pytest.fixture
-def standin():
-    with StandIn(
-        webhook_url="http://127.0.0.1:9/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        client_secret=CLIENT_SECRET,
-        webhooks_for_api_changes=False,
-    ) as running:
-        yield running
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def context(redis_url, redis_conn, standin):
         make_environ(
             redis_url,
             PLANE_BASE_URL=standin.url,
-            PLANE_CLIENT_SECRET=CLIENT_SECRET,
+            PLANE_CLIENT_SECRET=STANDIN_CLIENT_SECRET,
             PLANE_REDIRECT_URI=defaults.REDIRECT_URI,
             UNINSTALL_RECHECK_SECONDS="1",
         )

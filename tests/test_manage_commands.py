@@ -11,29 +11,16 @@ import redis
 from cryptography.fernet import Fernet
 
 from plane_standin import defaults
-from plane_standin.server import StandIn
 from shared.installations import InstallationStore, TokenCipher
 from tests.conftest import (
-    CASE_SECRET,
+    STANDIN_CLIENT_SECRET,
     TEST_ENCRYPTION_KEY,
     make_environ,
     make_installation,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENT_SECRET = "manage-test-client-secret"
 INSTALLATION_ID = defaults.INSTALLATION_ID
-
-
-@pytest.fixture
-def standin():
-    with StandIn(
-        webhook_url="http://127.0.0.1:9/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        client_secret=CLIENT_SECRET,
-        webhooks_for_api_changes=False,
-    ) as running:
-        yield running
 
 
 @pytest.fixture
@@ -60,7 +47,7 @@ def manage(redis_url, standin, *arguments, **overrides):
         **make_environ(
             redis_url,
             PLANE_BASE_URL=standin.url,
-            PLANE_CLIENT_SECRET=CLIENT_SECRET,
+            PLANE_CLIENT_SECRET=STANDIN_CLIENT_SECRET,
             **overrides,
         ),
     }

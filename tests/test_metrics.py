@@ -10,9 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from handlers.work_items import welcome_new_work_item
 from ingress import create_app
 from plane_standin import defaults
-from plane_standin.server import StandIn
 from shared import metrics, queues
-from tests.conftest import CASE_SECRET
 from tests.delivery_flow import issue_created_body, post_delivery, worker_context
 from tests.jobs import perform_next_job
 from tests.processes import ROOT
@@ -24,16 +22,6 @@ PROCESSED = 3
 WRONG_SIGNATURES = 3
 INVALID_BODIES = 2
 METRICS_TOKEN = "metrics-token-Wq2Er4Ty6Ui8"
-
-
-@pytest.fixture
-def standin():
-    with StandIn(
-        webhook_url="http://127.0.0.1:9/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        webhooks_for_api_changes=False,
-    ) as running:
-        yield running
 
 
 @pytest.fixture

@@ -13,29 +13,15 @@ import requests
 
 from ingress import oauth
 from plane_standin import defaults
-from plane_standin.server import StandIn
 from shared.redis_client import key
 from shared.settings import load_settings
-from tests.conftest import CASE_SECRET, make_environ
+from tests.conftest import STANDIN_CLIENT_SECRET, make_environ
 from tests.jobs import JobThread
 from workers import runtime
 
 REDIRECT_URI = "http://127.0.0.1:8000/oauth/callback"
-CLIENT_SECRET = "callback-test-client-secret"
 AT1 = "Gt4Hn8Kq2Wm6Rz1Xc5Vb9Nd3Lp7Sj0"
 RT1 = "Pq3Wd7Zk1Tr5Yn9Bm2Xh6Cv0Lg4Fs8"
-
-
-@pytest.fixture
-def standin():
-    with StandIn(
-        webhook_url="http://127.0.0.1:9/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        client_secret=CLIENT_SECRET,
-        redirect_uris=[REDIRECT_URI],
-        webhooks_for_api_changes=False,
-    ) as running:
-        yield running
 
 
 @pytest.fixture
@@ -44,7 +30,7 @@ def app_settings(redis_url, redis_conn, standin):
         make_environ(
             redis_url,
             PLANE_BASE_URL=standin.url,
-            PLANE_CLIENT_SECRET=CLIENT_SECRET,
+            PLANE_CLIENT_SECRET=STANDIN_CLIENT_SECRET,
             PLANE_REDIRECT_URI=REDIRECT_URI,
         )
     )
@@ -240,7 +226,7 @@ def test_install_without_state_allowed_by_setting(
         make_environ(
             redis_url,
             PLANE_BASE_URL=standin.url,
-            PLANE_CLIENT_SECRET=CLIENT_SECRET,
+            PLANE_CLIENT_SECRET=STANDIN_CLIENT_SECRET,
             PLANE_REDIRECT_URI=REDIRECT_URI,
             PLANE_ALLOW_INSTALL_WITHOUT_STATE="true",
         )

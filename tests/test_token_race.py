@@ -12,7 +12,6 @@ import redis
 from rq.job import Job, JobStatus
 
 from plane_standin import defaults
-from plane_standin.server import StandIn
 from scripts.procfile import read_procfile
 from shared import queues
 from shared.installations import (
@@ -21,27 +20,15 @@ from shared.installations import (
     TokenCipher,
 )
 from tests.conftest import (
-    CASE_SECRET,
+    STANDIN_CLIENT_SECRET,
     TEST_ENCRYPTION_KEY,
     make_environ,
     make_installation,
 )
 from tests.processes import AppProcess, wait_for
 
-CLIENT_SECRET = "race-test-client-secret"
 JOBS = 50
 INSTALLATION_ID = defaults.INSTALLATION_ID
-
-
-@pytest.fixture
-def standin():
-    with StandIn(
-        webhook_url="http://127.0.0.1:9/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        client_secret=CLIENT_SECRET,
-        webhooks_for_api_changes=False,
-    ) as running:
-        yield running
 
 
 @pytest.fixture
@@ -57,7 +44,7 @@ def start_worker_pool(redis_url, standin) -> AppProcess:
     env = make_environ(
         redis_url,
         PLANE_BASE_URL=standin.url,
-        PLANE_CLIENT_SECRET=CLIENT_SECRET,
+        PLANE_CLIENT_SECRET=STANDIN_CLIENT_SECRET,
         WORKER_CONCURRENCY="4",
     )
     pool = AppProcess("worker", read_procfile()["worker"], env).start()

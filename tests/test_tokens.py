@@ -13,7 +13,6 @@ from plane.errors import HttpError
 from plane.models.work_items import CreateWorkItemComment
 
 from plane_standin import defaults
-from plane_standin.server import StandIn
 from shared.credentials import InstallationCredentials
 from shared.errors import (
     InvalidClientError,
@@ -27,10 +26,13 @@ from shared.installations import (
 )
 from shared.plane_api import LiveTokenAuth, build_plane_client
 from shared.plane_oauth import PlaneOAuthClient, token_retrying
-from tests.conftest import CASE_SECRET, TEST_ENCRYPTION_KEY, make_installation
+from tests.conftest import (
+    STANDIN_CLIENT_SECRET,
+    TEST_ENCRYPTION_KEY,
+    make_installation,
+)
 
 INSTALLATION_ID = defaults.INSTALLATION_ID
-CLIENT_SECRET = "token-test-client-secret"
 REFRESH_MARGIN_SECONDS = 60
 CREDENTIALS_MISSING = {"detail": "Authentication credentials were not provided."}
 NO_PERMISSION = {"detail": "You do not have permission to perform this action."}
@@ -42,17 +44,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def standin():
-    with StandIn(
-        webhook_url="http://127.0.0.1:9/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        client_secret=CLIENT_SECRET,
-        webhooks_for_api_changes=False,
-    ) as running:
-        yield running
 
 
 @pytest.fixture
@@ -72,7 +63,7 @@ def oauth(standin, sleeps):
     return PlaneOAuthClient(
         base_url=standin.url,
         client_id=defaults.CLIENT_ID,
-        client_secret=CLIENT_SECRET,
+        client_secret=STANDIN_CLIENT_SECRET,
         redirect_uri=defaults.REDIRECT_URI,
         scopes="read write",
         retrying=token_retrying(sleep=sleeps.append),
@@ -309,7 +300,7 @@ def test_unreachable_plane_raises_connection_error_after_cap(sleeps):
     oauth = PlaneOAuthClient(
         base_url=f"http://127.0.0.1:{free_port()}",
         client_id=defaults.CLIENT_ID,
-        client_secret=CLIENT_SECRET,
+        client_secret=STANDIN_CLIENT_SECRET,
         redirect_uri=defaults.REDIRECT_URI,
         scopes="read write",
         retrying=token_retrying(sleep=sleeps.append),
