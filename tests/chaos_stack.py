@@ -184,9 +184,10 @@ def locate_delivery_job(connection: redis.Redis, body: bytes) -> str:
     ):
         if job.id in registry:
             containers.append(f"{name} registry")
+    where = ", ".join(containers) or "no queue or registry"
     return (
         f"job {job.id}: status {job.get_status().value}, started at {job.started_at}, "
-        f"worker {job.worker_name or '-'}, in {', '.join(containers) or 'no queue or registry'}"
+        f"worker {job.worker_name or '-'}, in {where}"
     )
 
 
