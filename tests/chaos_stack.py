@@ -27,7 +27,7 @@ from shared.redis_client import key
 from tests.conftest import CASE_SECRET, make_environ
 from tests.counting_handlers import COUNTING_SOURCE
 from tests.e2e import STANDIN_CLIENT_SECRET, Stack
-from tests.processes import AppProcess, wait_for, wait_for_http
+from tests.processes import AppProcess, wait_for
 from tests.redis_server import free_port
 
 # A killed process group exits at once, so this only bounds the wait for the kernel.
@@ -69,7 +69,7 @@ def start_quiet_stack(redis_url: str, **settings: str) -> Stack:
     worker = AppProcess("worker", commands["worker"], env).start()
     stack = Stack(standin=standin, web=web, worker=worker, web_url=web_url)
     try:
-        wait_for_http(f"{web_url}/healthz", web)
+        wait_for_web(web_url, web)
         wait_for_worker_pool(worker)
     except BaseException:
         stack.stop()
@@ -118,23 +118,24 @@ def kill_and_restart_web(stack: Stack) -> AppProcess:
     killed = stack.web
     kill_process_group(killed)
     stack.web = AppProcess("web", killed.command, killed.env).start()
-    wait_for_busy_web(stack)
+    wait_for_web(stack.web_url, stack.web)
     return killed
 
 
-def wait_for_busy_web(stack: Stack) -> None:
+def wait_for_web(web_url: str, web: AppProcess) -> None:
     """Wait until /healthz returns 200, treating a slow response as not ready yet.
 
     ``tests.processes.wait_for_http`` fails on the first response slower than
-    1 s, which a web process under a stream of deliveries can send.
+    1 s, which gunicorn sends while its workers still import the app on a busy
+    machine, or while a stream of deliveries keeps them busy.
     """
     deadline = time.monotonic() + WEB_START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        if not stack.web.alive():
-            raise AssertionError(f"web exited early:\n{stack.web.output()}")
+        if not web.alive():
+            raise AssertionError(f"web exited early:\n{web.output()}")
         try:
             response = requests.get(
-                f"{stack.web_url}/healthz", timeout=HEALTH_REQUEST_TIMEOUT_SECONDS
+                f"{web_url}/healthz", timeout=HEALTH_REQUEST_TIMEOUT_SECONDS
             )
             if response.status_code == 200:
                 return
@@ -143,7 +144,7 @@ def wait_for_busy_web(stack: Stack) -> None:
         time.sleep(0.1)
     raise AssertionError(
         f"web did not respond to /healthz in {WEB_START_TIMEOUT_SECONDS} s:\n"
-        f"{stack.web.output()[-3000:]}"
+        f"{web.output()[-3000:]}"
     )
 
 
@@ -201,11 +202,16 @@ def delivery_backlog(connection: redis.Redis) -> int:
     )
 
 
-def metric_total(web_url: str, name: str) -> float:
-    """Sum one counter of ``/metrics`` over all its labels."""
+def metric_total(web_url: str, name: str, **labels: str) -> float:
+    """Sum one counter of ``/metrics`` over the series that carry ``labels``."""
     text = requests.get(f"{web_url}/metrics", timeout=10).text
-    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", re.MULTILINE)
-    return sum(float(value) for value in pattern.findall(text))
+    pattern = re.compile(rf"^{re.escape(name)}({{[^}}]*}})? (\S+)$", re.MULTILINE)
+    wanted = [f'{label}="{value}"' for label, value in labels.items()]
+    return sum(
+        float(value)
+        for series, value in pattern.findall(text)
+        if all(pair in series for pair in wanted)
+    )
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A general worker listens to the install queue and the delivery queue. For more
 than one queue RQ 3.0 pops with ``BLPOP`` (``Queue.dequeue_any``), so until
-the worker puts the job into the started registry no list or registry holds
+the worker puts the job into the started registry no list or registry contains
 its id. This test pops a job exactly as a general worker does and then drops
 it, as a worker killed at that moment would, and expects the restarted pool to
 run it within the bound the worker-kill tests use.
