@@ -5,7 +5,12 @@ One supervisor process starts ``1 + WORKER_CONCURRENCY`` RQ workers:
 * one listens only to the install queue, so an install starts within a second
   even while deliveries or slow handlers keep the others busy (Plane's
   authorization code dies 60 s after consent);
-* the others listen to the install queue first, then the delivery queue.
+* the others listen only to the delivery queue.
+
+Each worker listens to a single queue on purpose: RQ then takes a job with
+BLMOVE into the queue's intermediate list, from which the housekeeper can put
+it back if the worker dies before starting it. A worker on several queues
+takes jobs with BLPOP, and a kill at that moment would lose the job.
 
 The supervisor restarts a worker that dies and, on SIGTERM or SIGINT, passes
 one SIGTERM to each worker so it finishes its job and stops. It also runs the
@@ -223,7 +228,7 @@ def worker_plan(settings: Settings) -> list[tuple[str, list[str]]]:
     plan = [("install", [queues.INSTALL_QUEUE])]
     for number in range(1, settings.worker_concurrency + 1):
         plan.append(
-            (f"general-{number}", [queues.INSTALL_QUEUE, queues.DELIVERY_QUEUE])
+            (f"general-{number}", [queues.DELIVERY_QUEUE])
         )
     return plan
 
