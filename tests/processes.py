@@ -76,7 +76,7 @@ def wait_for_http(url: str, process: AppProcess, timeout: float = 30) -> None:
         if not process.alive():
             raise AssertionError(f"{process.name} exited early:\n{process.output()}")
         try:
-            if requests.get(url, timeout=1).status_code < 500:
+            if requests.get(url, timeout=5).status_code < 500:
                 return
         except requests.ConnectionError:
             pass

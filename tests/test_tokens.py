@@ -348,3 +348,13 @@ def test_lost_refresh_response_marks_reauthorization(
 
     assert len(standin.token_requests("refresh_token")) == 2
     assert store.get(INSTALLATION_ID).status == STATUS_NEEDS_REAUTHORIZATION
+
+
+def test_connection_reset_is_retried(standin, oauth, sleeps):
+    standin.script("token:client_credentials", ["connection_reset"])
+
+    token = oauth.mint_bot_token(INSTALLATION_ID)
+
+    assert token.access_token
+    assert len(standin.token_requests("client_credentials")) == 2
+    assert len(sleeps) == 1
