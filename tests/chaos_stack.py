@@ -5,15 +5,16 @@ deliveries the app receives are the ones a test sends. Every wait is bounded.
 """
 
 import json
+import os
 import queue
 import random
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 import requests
@@ -29,9 +30,17 @@ from tests.counting_handlers import COUNTING_SOURCE
 from tests.e2e import STANDIN_CLIENT_SECRET, Stack
 from tests.processes import AppProcess, wait_for
 from tests.redis_server import free_port
+from workers.housekeeping import LEASE_SECONDS
 
 # A killed process group exits at once, so this only bounds the wait for the kernel.
 EXIT_TIMEOUT_SECONDS = 10
+# Teardown gives the app's processes this long after SIGTERM, then kills them.
+# An idle pool usually exits in under a second, but a worker can hang for up to
+# a minute in RQ's pubsub teardown, and the supervisor then waits its full
+# ``workers.pool.SHUTDOWN_GRACE_SECONDS`` (25 s) before it kills the worker.
+TEARDOWN_GRACE_SECONDS = 5
+# The lock that ``workers.housekeeping.Housekeeper`` takes while a pool runs.
+HOUSEKEEPER_LEASE_KEY = key("lock", "housekeeper")
 POOL_START_TIMEOUT_SECONDS = 30
 WEB_START_TIMEOUT_SECONDS = 30
 # While senders keep gunicorn's workers busy, /healthz can take seconds.
@@ -72,7 +81,7 @@ def start_quiet_stack(redis_url: str, **settings: str) -> Stack:
         wait_for_web(web_url, web)
         wait_for_worker_pool(worker)
     except BaseException:
-        stack.stop()
+        stop_stack(stack)
         raise
     return stack
 
@@ -88,14 +97,95 @@ def wait_for_worker_pool(worker: AppProcess) -> None:
     )
 
 
-def kill_process_group(process: AppProcess) -> None:
-    """SIGKILL every process of the group and reap its leader."""
-    process.signal_group(signal.SIGKILL)
+def reset_database(redis_url: str) -> None:
+    """Empty the test database once no earlier worker pool can write to it.
+
+    ``AppProcess.stop`` returns when the group's leader, ``/bin/sh``, exits,
+    which it does at once on SIGTERM, while the pool's supervisor may still run
+    one more housekeeping pass. A lease written after the flush would keep this
+    test's housekeeper idle for ``LEASE_SECONDS``, and with it every retry.
+    """
+    connection = redis.Redis.from_url(redis_url)
+    wait_for(
+        lambda: not connection.exists(HOUSEKEEPER_LEASE_KEY),
+        timeout=LEASE_SECONDS + 5,
+        interval=0.1,
+        message="the housekeeping lease of an earlier worker pool to lapse",
+    )
+    connection.flushdb()
+    connection.close()
+
+
+def live_group_members(process_group: int) -> list[int]:
+    """Return the ids of the processes in a group that are not zombies (Linux)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The fields after the command's closing parenthesis: state, ppid, pgrp.
+        state, _, group = stat.rsplit(")", 1)[1].split()[:3]
+        if int(group) == process_group and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def signal_whole_group(process: AppProcess, signum: int) -> None:
+    """Signal every process of the group, even after its leader has exited."""
     try:
-        process.process.wait(timeout=EXIT_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired as error:
-        raise AssertionError(f"{process.name} survived SIGKILL") from error
+        os.killpg(process.process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def wait_for_group_exit(process: AppProcess, timeout: float) -> bool:
+    """Wait until no process of the group is left. Return False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.process.poll()
+        if not live_group_members(process.process.pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def kill_process_group(process: AppProcess) -> None:
+    """SIGKILL every process of the group and wait until all have exited."""
+    signal_whole_group(process, signal.SIGKILL)
+    if not wait_for_group_exit(process, EXIT_TIMEOUT_SECONDS):
+        raise AssertionError(f"{process.name} survived SIGKILL")
+    process.process.wait(timeout=EXIT_TIMEOUT_SECONDS)
     process.log.close()
+
+
+def stop_process_group(process: AppProcess) -> None:
+    """SIGTERM the group and wait until every process in it exited.
+
+    What is left after TEARDOWN_GRACE_SECONDS gets SIGKILL.
+    """
+    signal_whole_group(process, signal.SIGTERM)
+    if not wait_for_group_exit(process, TEARDOWN_GRACE_SECONDS):
+        kill_process_group(process)
+        return
+    process.process.wait(timeout=EXIT_TIMEOUT_SECONDS)
+    process.log.close()
+
+
+def stop_stack(stack: Stack) -> None:
+    """Stop the worker pool, the web process and the stand-in.
+
+    Once no pool runs, the pool's housekeeping lease is deleted, so the next
+    test does not wait for it to lapse.
+    """
+    stop_process_group(stack.worker)
+    stop_process_group(stack.web)
+    stack.standin.stop()
+    connection = redis.Redis.from_url(stack.worker.env["REDIS_URL"])
+    connection.delete(HOUSEKEEPER_LEASE_KEY)
+    connection.close()
 
 
 def kill_and_restart_worker(stack: Stack) -> AppProcess:
@@ -272,7 +362,7 @@ class SenderPool:
         return not any(thread.is_alive() for thread in self._workers)
 
     def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds in total; return True if all senders ended."""
+        """Wait up to ``timeout`` seconds in total. Return True if all senders ended."""
         deadline = time.monotonic() + timeout
         for thread in self._workers:
             thread.join(max(0.0, deadline - time.monotonic()))

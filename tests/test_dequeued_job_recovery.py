@@ -20,7 +20,9 @@ from tests.chaos_stack import (
     counted_comments,
     kill_process_group,
     locate_delivery_job,
+    reset_database,
     start_quiet_stack,
+    stop_stack,
     wait_for_worker_pool,
 )
 from tests.conftest import CASE_SECRET
@@ -34,11 +36,11 @@ BLOCKING_POPS = {"blpop", "blmove", "brpoplpush"}
 
 @pytest.fixture
 def stack(redis_url):
-    redis.Redis.from_url(redis_url).flushdb()
+    reset_database(redis_url)
     running = start_quiet_stack(redis_url, HANDLER_MODULES="tests.counting_handlers")
     assert running.install().status_code == 200
     yield running
-    running.stop()
+    stop_stack(running)
 
 
 def general_worker_queues(env: dict[str, str], connection: redis.Redis) -> list:

@@ -22,7 +22,9 @@ from tests.chaos_stack import (
     counted_comments,
     delivery_backlog,
     metric_total,
+    reset_database,
     start_quiet_stack,
+    stop_stack,
 )
 from tests.counting_handlers import RUNS_KEY, external_id_for
 from tests.processes import wait_for
@@ -35,11 +37,11 @@ HANDLED_TIMEOUT_SECONDS = 60
 
 @pytest.fixture
 def stack(redis_url):
-    redis.Redis.from_url(redis_url).flushdb()
+    reset_database(redis_url)
     running = start_quiet_stack(redis_url, HANDLER_MODULES="tests.counting_handlers")
     assert running.install().status_code == 200
     yield running
-    running.stop()
+    stop_stack(running)
 
 
 def v2_created_body(item: dict, *, event_id: str) -> bytes:

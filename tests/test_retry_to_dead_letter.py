@@ -20,7 +20,12 @@ from plane_standin.sender import build_body, send_webhook
 from shared import queues
 from shared.deliveries import dedupe_key_for
 from shared.redis_client import key
-from tests.chaos_stack import metric_total, start_quiet_stack
+from tests.chaos_stack import (
+    metric_total,
+    reset_database,
+    start_quiet_stack,
+    stop_stack,
+)
 from tests.conftest import CASE_SECRET
 from tests.failing_handlers import ATTEMPTS_KEY, FAILURE_MESSAGE
 from tests.processes import wait_for
@@ -42,11 +47,11 @@ WELCOME_HANDLER = "handlers.work_items.welcome_new_work_item"
 
 @pytest.fixture
 def stack(redis_url):
-    redis.Redis.from_url(redis_url).flushdb()
+    reset_database(redis_url)
     running = start_quiet_stack(redis_url, HANDLER_MODULES="tests.failing_handlers")
     assert running.install().status_code == 200
     yield running
-    running.stop()
+    stop_stack(running)
 
 
 def attempt_times(connection: redis.Redis) -> list[float]:
