@@ -1,4 +1,9 @@
-"""Post a comment at most once, however often a handler runs."""
+"""Post a comment once, however often a handler runs.
+
+NOTE: Plane checks ``external_source``/``external_id`` with a lookup before
+the insert, not a database constraint, so two requests at the same instant
+could both create a comment; retries, which come seconds apart, cannot.
+"""
 
 import logging
 

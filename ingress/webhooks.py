@@ -117,7 +117,7 @@ def _describe_duplicate(dedupe_key: str) -> str:
 
 
 def _abort_connection(environ: dict) -> None:
-    """Reset the client connection, so the sender sees no HTTP response at all.
+    """Reset the client connection, so the sender gets no HTTP response at all.
 
     Only gunicorn exposes the socket; under another server the 503 goes out.
     """

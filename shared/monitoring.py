@@ -1,6 +1,7 @@
 """Sentry set-up and the explicit captures, shared by the web and worker processes.
 
-Each failure reaches Sentry exactly once, from one of three places:
+Each failure is meant to reach Sentry once (the Sentry tests check the handler
+and job cases), from one of three places:
 
 * an exception a Flask view does not catch, through the Flask integration;
 * a handler that raises, through ``capture_handler_failure``, on every attempt

@@ -7,7 +7,7 @@ together instead of all running into 429. A call over budget raises
 ``PlaneRateLimitedError`` before it is sent, with the wait until the window
 ends, and the delivery job defers itself for that long instead of sleeping.
 Plane's own ``X-RateLimit-Remaining: 0`` (or a 429) blocks the budget until
-its ``X-RateLimit-Reset``, whatever the local count says.
+its ``X-RateLimit-Reset``, whatever the local count is.
 """
 
 import hashlib
@@ -69,7 +69,7 @@ class RateBudget:
             )
 
     def learn_from(self, subject: str, response: requests.Response) -> None:
-        """Block the budget until Plane's reset when Plane says it is spent."""
+        """Block the budget until Plane's reset once Plane reports it spent."""
         remaining = response.headers.get("X-RateLimit-Remaining")
         if response.status_code != 429 and remaining != "0":
             return

@@ -22,7 +22,7 @@ import requests
 from plane_standin.sender import Attempt, send_webhook
 from plane_standin.server import StandIn
 from scripts.procfile import read_procfile
-from shared import queues
+from shared import metrics, queues
 from shared.deliveries import dedupe_key_for
 from shared.redis_client import key
 from tests.conftest import CASE_SECRET, make_environ
@@ -293,7 +293,12 @@ def delivery_backlog(connection: redis.Redis) -> int:
 
 
 def metric_total(web_url: str, name: str, **labels: str) -> float:
-    """Sum one counter of ``/metrics`` over the series that carry ``labels``."""
+    """Sum one counter of ``/metrics`` over the series that carry ``labels``.
+
+    Each process sends its metric writes at most FLUSH_INTERVAL_SECONDS late,
+    so the read waits that long, with a margin, for the other processes'.
+    """
+    time.sleep(metrics.FLUSH_INTERVAL_SECONDS * 1.5)
     text = requests.get(f"{web_url}/metrics", timeout=10).text
     pattern = re.compile(rf"^{re.escape(name)}({{[^}}]*}})? (\S+)$", re.MULTILINE)
     wanted = [f'{label}="{value}"' for label, value in labels.items()]

@@ -57,10 +57,11 @@ SUPERVISOR_POLL_SECONDS = 0.5
 # lifetime of EXECUTION_TTL_SECONDS. When a worker dies (SIGKILL, a lost
 # machine), its execution expires within that lifetime, and the supervisor's
 # housekeeper, which looks every 5 s, hands the job to RQ's retry. Recovery
-# therefore takes about 20 + 5 s plus the retry wait (1 s for a first retry),
-# and up to 10 s more when the whole pool died and a new supervisor must wait
-# for the old one's housekeeping lease. RQ's defaults (job timeout + 60 s, and
-# cleanup every 10 minutes) would leave a killed delivery waiting far longer.
+# therefore takes about 20 + 5 s plus the retry wait (1 s for a first retry).
+# It takes up to 10 s more when the whole pool died, because a new supervisor
+# must wait for the old one's housekeeping lease to run out. RQ's defaults (job
+# timeout + 60 s, and cleanup every 10 minutes) would leave a killed delivery
+# waiting far longer.
 HEARTBEAT_INTERVAL_SECONDS = 5
 EXECUTION_TTL_SECONDS = 20
 # How often a worker prunes dead workers from RQ's worker registry.
@@ -227,9 +228,7 @@ def worker_plan(settings: Settings) -> list[tuple[str, list[str]]]:
     """Return (name, queues) for each worker the pool runs."""
     plan = [("install", [queues.INSTALL_QUEUE])]
     for number in range(1, settings.worker_concurrency + 1):
-        plan.append(
-            (f"general-{number}", [queues.DELIVERY_QUEUE])
-        )
+        plan.append((f"general-{number}", [queues.DELIVERY_QUEUE]))
     return plan
 
 
