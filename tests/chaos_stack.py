@@ -21,15 +21,13 @@ import requests
 
 from plane_standin.sender import Attempt, send_webhook
 from plane_standin.server import StandIn
-from scripts.procfile import read_procfile
 from shared import metrics, queues
 from shared.deliveries import dedupe_key_for
 from shared.redis_client import key
-from tests.conftest import CASE_SECRET, make_environ
+from tests.conftest import CASE_SECRET
 from tests.counting_handlers import COUNTING_SOURCE
-from tests.e2e import STANDIN_CLIENT_SECRET, Stack
+from tests.e2e import Stack, start_stack
 from tests.processes import AppProcess, wait_for
-from tests.redis_server import free_port
 from workers.housekeeping import LEASE_SECONDS
 
 # A killed process group exits at once, so this only bounds the wait for the kernel.
@@ -54,36 +52,7 @@ def start_quiet_stack(redis_url: str, **settings: str) -> Stack:
 
     ``settings`` are extra environment variables for both app processes.
     """
-    port = free_port()
-    web_url = f"http://127.0.0.1:{port}"
-    standin = StandIn(
-        webhook_url=f"{web_url}/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        client_secret=STANDIN_CLIENT_SECRET,
-        redirect_uris=[f"{web_url}/oauth/callback"],
-        webhooks_for_api_changes=False,
-    ).start()
-    env = make_environ(
-        redis_url,
-        PLANE_BASE_URL=standin.url,
-        PLANE_CLIENT_SECRET=STANDIN_CLIENT_SECRET,
-        PLANE_REDIRECT_URI=f"{web_url}/oauth/callback",
-        PORT=str(port),
-        WEB_CONCURRENCY="2",
-        LOG_LEVEL="INFO",
-        **{"WORKER_CONCURRENCY": "2", **settings},
-    )
-    commands = read_procfile()
-    web = AppProcess("web", commands["web"], env).start()
-    worker = AppProcess("worker", commands["worker"], env).start()
-    stack = Stack(standin=standin, web=web, worker=worker, web_url=web_url)
-    try:
-        wait_for_web(web_url, web)
-        wait_for_worker_pool(worker)
-    except BaseException:
-        stop_stack(stack)
-        raise
-    return stack
+    return start_stack(redis_url, echo_api_changes=False, **settings)
 
 
 def wait_for_worker_pool(worker: AppProcess) -> None:

@@ -65,10 +65,14 @@ class Stack:
         self.standin.stop()
 
 
-def start_stack(redis_url: str, **settings: str) -> Stack:
+def start_stack(
+    redis_url: str, *, echo_api_changes: bool = True, **settings: str
+) -> Stack:
     """Start the stand-in, then the Procfile's web and worker processes.
 
-    ``settings`` are extra environment variables for both processes.
+    ``settings`` are extra environment variables for both processes. With
+    ``echo_api_changes`` the stand-in sends the app's own API writes back as
+    webhooks, as Plane does.
     """
     port = free_port()
     web_url = f"http://127.0.0.1:{port}"
@@ -77,6 +81,7 @@ def start_stack(redis_url: str, **settings: str) -> Stack:
         webhook_secret=CASE_SECRET,
         client_secret=STANDIN_CLIENT_SECRET,
         redirect_uris=[f"{web_url}/oauth/callback"],
+        webhooks_for_api_changes=echo_api_changes,
     ).start()
     env = make_environ(
         redis_url,
@@ -85,9 +90,8 @@ def start_stack(redis_url: str, **settings: str) -> Stack:
         PLANE_REDIRECT_URI=f"{web_url}/oauth/callback",
         PORT=str(port),
         WEB_CONCURRENCY="2",
-        WORKER_CONCURRENCY="2",
         LOG_LEVEL="INFO",
-        **settings,
+        **{"WORKER_CONCURRENCY": "2", **settings},
     )
     commands = read_procfile()
     web = AppProcess("web", commands["web"], env).start()
@@ -95,9 +99,10 @@ def start_stack(redis_url: str, **settings: str) -> Stack:
     stack = Stack(standin=standin, web=web, worker=worker, web_url=web_url)
     try:
         wait_for_http(f"{web_url}/healthz", web)
+        workers = 1 + int(env["WORKER_CONCURRENCY"])
         wait_for(
-            lambda: worker.output().count("worker started") >= 3,
-            timeout=15,
+            lambda: worker.output().count("worker started") >= workers,
+            timeout=30,
             message=f"the worker pool to start\n{worker.output()}",
         )
     except BaseException:
