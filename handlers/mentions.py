@@ -24,7 +24,7 @@ def mentioned_user_ids(comment_html: str) -> set[str]:
 
 
 # With PLANE_APP_MENTIONS on, Plane also starts an agent run for the mention and
-# the agent handler (handlers.agent) answers it, so this reply stays silent.
+# the agent handler (handlers.agent) replies to it, so this reply stays silent.
 @on("issue_comment", "created", replaced_by_agent=True)
 def reply_to_mention(event: Event, plane) -> None:
     bot_user_id = event.installation.bot_user_id

@@ -1,15 +1,13 @@
 """Errors this project raises on purpose.
 
-Each class carries the decision its catcher makes: ``status_code`` is the HTTP
-status the ingress returns, and ``retryable`` tells a worker whether a later
-attempt may succeed.
+Each class carries the decision its catcher makes: ``retryable`` marks an error
+a later attempt may cure, and the worker skips RQ's retries for the others.
 """
 
 
 class PlaneAppError(Exception):
     """Base class for every error this project raises on purpose."""
 
-    status_code = 500
     retryable = False
 
 
@@ -48,7 +46,6 @@ class PlaneAPIError(PlaneAppError):
 class PlaneUnavailableError(PlaneAPIError):
     """Plane returned 5xx, timed out or was unreachable, so a retry may succeed."""
 
-    status_code = 502
     retryable = True
 
 

@@ -48,7 +48,7 @@ class Registration:
     # Agent handlers run inside an agent-run session (see shared.agents).
     agent: bool = False
     first_thought: str = DEFAULT_FIRST_THOUGHT
-    # Skipped when an agent handler answers mentions instead.
+    # Skipped when an agent handler replies to mentions instead.
     replaced_by_agent: bool = False
 
     @property
@@ -82,7 +82,7 @@ class HandlerRegistry:
         Plane's names for it. Events caused by the installation's own bot user
         are skipped unless ``include_bot_events`` is set, so a handler that writes
         to Plane does not react to its own writes. ``replaced_by_agent`` skips the
-        handler when agent handlers answer mentions (PLANE_APP_MENTIONS is on
+        handler when agent handlers reply to mentions (PLANE_APP_MENTIONS is on
         and an agent handler is registered).
         """
         event, action = _resolve(event, action)

@@ -1,8 +1,8 @@
 """Read and check every setting in one place.
 
 ``load_settings`` is the only code in the project that reads ``os.environ``. It
-collects every problem it finds, so whoever fixes a fresh ``.env`` gets all of
-them at once instead of one per restart.
+collects every problem it finds, so a fresh ``.env`` can be fixed in one pass
+rather than one problem per restart.
 """
 
 import os
@@ -282,7 +282,7 @@ class _Reader:
 
 @dataclass(frozen=True)
 class WebServerSettings:
-    """Where and how widely gunicorn serves the web process."""
+    """Address, port and worker count of the gunicorn web process."""
 
     host: str
     port: int

@@ -88,7 +88,8 @@ def wait_until_done(connection, job_ids, timeout=60) -> list[JobStatus]:
     return wait_for(all_done, timeout=timeout, interval=0.1, message="jobs to finish")
 
 
-def test_expired_user_token_refreshed_once(redis_url, standin, store):
+def store_expired_user_tokens(standin, store) -> tuple[str, str]:
+    """Store a live user token pair that the store says expired a second ago."""
     access, refresh = standin.issue_user_token()
     store.replace_user_tokens(
         INSTALLATION_ID,
@@ -96,6 +97,11 @@ def test_expired_user_token_refreshed_once(redis_url, standin, store):
         refresh_token=refresh,
         expires_at=time.time() - 1,
     )
+    return access, refresh
+
+
+def test_expired_user_token_refreshed_once(redis_url, standin, store):
+    access, refresh = store_expired_user_tokens(standin, store)
     standin.script("token:refresh_token", [{"delay": 0.15}])
     pool = start_worker_pool(redis_url, standin)
     try:
@@ -131,13 +137,7 @@ def test_expired_bot_token_minted_once(redis_url, standin, store):
 
 
 def test_worker_killed_mid_refresh_marks_reauthorization(redis_url, standin, store):
-    access, refresh = standin.issue_user_token()
-    store.replace_user_tokens(
-        INSTALLATION_ID,
-        access_token=access,
-        refresh_token=refresh,
-        expires_at=time.time() - 1,
-    )
+    access, refresh = store_expired_user_tokens(standin, store)
     # Plane rotates at once, but its response is held until after the kill.
     standin.script("token:refresh_token", [{"delay": 30}])
     pool = start_worker_pool(redis_url, standin)

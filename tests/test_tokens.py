@@ -336,7 +336,7 @@ def test_lost_refresh_response_marks_reauthorization(
 
     monkeypatch.setattr(plane_oauth, "TOKEN_REQUEST_TIMEOUT_SECONDS", 0.3)
     store_user_tokens(standin, store, clock, lifetime=20)
-    # The stand-in rotates at once, then holds its response past the timeout.
+    # The stand-in rotates at once, then delays its response past the timeout.
     standin.script("token:refresh_token", [{"delay": 1.0}])
 
     with pytest.raises(PlaneUnavailableError):
