@@ -2,9 +2,9 @@
 
 gunicorn serves them with the web process's own config file, for example
 ``gunicorn -c ingress/gunicorn_conf.py 'bench.endpoints:create_bare_app()'``.
-Both log one INFO line per accepted request, with the message and fields of the
-real endpoint's "delivery enqueued" line, through ``shared.logs``, so logging
-costs the same on every endpoint.
+Both log the two INFO lines the real endpoint logs for an accepted delivery,
+"delivery received" and "delivery enqueued", with the same fields, through
+``shared.logs``, so logging costs the same on every endpoint.
 """
 
 import logging
@@ -37,6 +37,7 @@ def create_bare_app(settings: Settings | None = None) -> Flask:
 
     @app.post(WEBHOOK_PATH)
     def accept_without_work():
+        _log_request_received(size=request.content_length or 0)
         _log_request_accepted(size=request.content_length or 0)
         return "", 200
 
@@ -56,6 +57,7 @@ def create_lpush_app(
 
     @app.post(WEBHOOK_PATH)
     def verify_and_push():
+        _log_request_received(size=request.content_length or 0)
         body = request.get_data()
         signature = request.headers.get("X-Plane-Signature")
         check = check_signature(body, signature, secrets=settings.webhook_secrets)
@@ -89,6 +91,11 @@ def _settings_or_load(settings: Settings | None) -> Settings:
     settings = load_settings()
     configure_logging(settings.log_level)
     return settings
+
+
+def _log_request_received(*, size: int) -> None:
+    delivery_id = safe_delivery_id(request.headers.get("X-Plane-Delivery"))
+    logger.info("delivery received", extra={"delivery_id": delivery_id, "size": size})
 
 
 def _log_request_accepted(*, size: int) -> str:

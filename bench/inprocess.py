@@ -36,12 +36,14 @@ from bench.repetitions import run_repetitions
 from bench.stats import median
 from ingress import create_app
 from shared import queues
+from shared.deliveries import DeliveryQueue
 from shared.events import parse_event
 from shared.logs import KeyValueFormatter
 from shared.settings import Settings, load_settings
 from shared.signature import check_signature
 from workers import runtime
 from workers.delivery import process_delivery
+from workers.inbox import BATCH_SIZE, InboxMover
 
 SAMPLES = 400
 WARMUP_CALLS = 50
@@ -162,6 +164,7 @@ def _ingress_steps(
     ]
 
     queue = queues.get_queue(queues.DELIVERY_QUEUE, connection)
+    deliveries = DeliveryQueue(connection)
     steps = {
         "check_signature, one secret": lambda d: check_signature(
             d.body, d.signature, secrets=settings.webhook_secrets
@@ -170,10 +173,18 @@ def _ingress_steps(
         "one LPUSH of the body": lambda d: connection.lpush(
             endpoints.LPUSH_KEY, d.body
         ),
-        "queues.enqueue of the delivery job (RQ)": lambda d: _enqueue_delivery(
-            queue, d
+        "DeliveryQueue.enqueue: dedupe key and inbox push, one script": (
+            lambda d: deliveries.enqueue(
+                d.body,
+                {"event": EVENT, "action": "updated"},
+                delivery_id=d.delivery_id,
+                received_at=time.time(),
+            )
         ),
-        "queues.enqueue into a pipeline, then one EXEC": (
+        "for comparison: queues.enqueue of the delivery job (RQ)": (
+            lambda d: _enqueue_delivery(queue, d)
+        ),
+        "for comparison: queues.enqueue into a pipeline, then one EXEC": (
             lambda d: _enqueue_delivery_in_pipeline(queue, d)
         ),
         "RQ job built and serialized, nothing sent": lambda d: _build_delivery_job(
@@ -215,10 +226,42 @@ def _worker_steps(
             d.delivery_id, str(uuid.uuid4())
         ),
     }
-    return [
+    costs = [
         _measure(target, label, step, _deliveries(secret))
         for label, step in steps.items()
     ]
+    costs.append(_measure_inbox_mover(target, connection, secret))
+    return costs
+
+
+def _measure_inbox_mover(
+    target: RedisTarget, connection: redis.Redis, secret: str
+) -> StepCost:
+    """Time the inbox mover turning a backlog into jobs, per entry."""
+    deliveries = DeliveryQueue(connection)
+    entries = _deliveries(secret)
+    for delivery in entries:
+        deliveries.enqueue(
+            delivery.body,
+            {"event": EVENT, "action": "updated"},
+            delivery_id=delivery.delivery_id,
+            received_at=time.time(),
+        )
+    mover = InboxMover(connection)
+    commands, round_trips = _traffic.commands, _traffic.round_trips
+    started = time.perf_counter_ns()
+    while mover.move_batch():
+        pass
+    elapsed = time.perf_counter_ns() - started
+    commands = _traffic.commands - commands
+    round_trips = _traffic.round_trips - round_trips
+    target.delete_job_keys()
+    return StepCost(
+        label=f"inbox mover: backlog to jobs, batches of {BATCH_SIZE}, per entry",
+        microseconds=elapsed / len(entries) / 1000,
+        redis_commands=commands / len(entries),
+        redis_round_trips=round_trips / len(entries),
+    )
 
 
 def _measure(

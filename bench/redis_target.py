@@ -36,7 +36,13 @@ JOB_KEY_PATTERNS = tuple(
         "wip",
         "queue",
     )
-) + ("planeapp:delivery-done:*", "bench:*")
+) + (
+    "planeapp:delivery-done:*",
+    "planeapp:inbox",
+    "planeapp:dedupe:*",
+    "planeapp:delivery:*",
+    "bench:*",
+)
 _DELETE_BATCH = 500
 
 

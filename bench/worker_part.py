@@ -3,7 +3,9 @@
 One worker pool, started with the Procfile's worker command, drains every kind
 of job, so the RQ worker class, serializer, scheduler loop, worker count and log
 set-up are the same for all of them. Only the job function differs. Each drain
-pushes all its jobs in one MULTI/EXEC and polls the finished registry. The rate
+pushes all its jobs in one MULTI/EXEC and polls the finished registry. The
+real delivery path's drain pushes inbox entries instead, as the ingress stores
+them, so the pool's inbox mover, which makes them jobs, is part of its cost. The rate
 counts the jobs finished between the first poll that finds a finished job and
 the poll that finds them all, which leaves out the time redis-py spends reading
 the EXEC reply after the workers have started. Nothing here waits for a
@@ -24,6 +26,7 @@ from bench.plan import Plan
 from bench.redis_target import RedisTarget
 from bench.repetitions import run_repetitions
 from shared import queues
+from shared.deliveries import INBOX_KEY, InboxEntry, encode_entry
 from shared.installations import STATUS_INSTALLED, Installation, InstallationStore
 from shared.settings import load_settings
 
@@ -35,6 +38,9 @@ JOB_FUNCTIONS = {
     LOGGING: "bench.jobs.log_like_delivery",
     DELIVERY: queues.DELIVERY_JOB,
 }
+# The comparison worker logs the same lines as the real delivery path, so the
+# ratio compares the work around the handlers, not the logging both must do.
+BASELINE = LOGGING
 WARMUP_JOBS = 50
 POLL_SECONDS = 0.01
 # A drain slower than this many jobs per second is reported as stuck.
@@ -53,11 +59,11 @@ class WorkerResults:
     # Repetitions discarded and run again because the machine was busy.
     repeated: int = 0
 
-    def ratios(self, kind: str) -> list[float]:
-        """Jobs per second of ``kind`` over the plain no-op job's, per repetition."""
+    def ratios(self, kind: str, baseline: str = BASELINE) -> list[float]:
+        """Jobs per second of ``kind`` over ``baseline``'s, per repetition."""
         return [
-            rate / baseline
-            for rate, baseline in zip(self.rates[kind], self.rates[PLAIN], strict=True)
+            rate / base
+            for rate, base in zip(self.rates[kind], self.rates[baseline], strict=True)
         ]
 
 
@@ -137,7 +143,14 @@ def enqueue_and_drain(
     connection = target.connection
     queue = queues.get_queue(queues.DELIVERY_QUEUE, connection)
     with connection.pipeline(transaction=True) as pipe:
-        for delivery in deliveries:
+        if function == queues.DELIVERY_JOB:
+            # The real path starts where the ingress leaves a delivery: in the
+            # inbox, from which the pool's inbox mover makes the jobs.
+            pipe.rpush(INBOX_KEY, *(inbox_entry(d) for d in deliveries))
+            deliveries_to_enqueue: Sequence[Delivery] = ()
+        else:
+            deliveries_to_enqueue = deliveries
+        for delivery in deliveries_to_enqueue:
             queues.enqueue(
                 queue,
                 function,
@@ -160,6 +173,19 @@ def enqueue_and_drain(
     if first_count < len(deliveries):
         return (len(deliveries) - first_count) / (finished - first_seen)
     return len(deliveries) / (finished - started)
+
+
+def inbox_entry(delivery: Delivery) -> bytes:
+    """Return the inbox entry the ingress would store for ``delivery``."""
+    entry = InboxEntry(
+        job_id=str(uuid.uuid4()),
+        delivery_id=delivery.delivery_id,
+        received_at=time.time(),
+        event="issue",
+        action="updated",
+        body=delivery.body,
+    )
+    return encode_entry(entry)
 
 
 def wait_for_finished_jobs(

@@ -8,6 +8,7 @@ from RQ's keys at scrape time. With METRICS_TOKEN set the endpoint requires
 
 import hmac
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from shared import metrics, queues
+from shared.deliveries import INBOX_KEY, InboxEntryError, decode_entry
 
 METRICS_PATH = "/metrics"
 
@@ -95,12 +97,39 @@ class RedisCollector:
             oldest.add_metric([name], _oldest_job_age_seconds(queue))
         yield jobs
         yield oldest
+        yield from self._inbox_figures()
 
         workers = GaugeMetricFamily(
             f"{metrics.NAMESPACE}_workers", "RQ workers registered in Redis."
         )
         workers.add_metric([], Worker.count(connection=self.redis))
         yield workers
+
+    def _inbox_figures(self) -> Iterator[Metric]:
+        entries = self.redis.lrange(INBOX_KEY, 0, 0)
+        waiting = GaugeMetricFamily(
+            f"{metrics.NAMESPACE}_inbox_deliveries",
+            "Accepted deliveries waiting for a worker pool's inbox mover to make "
+            "them jobs; it grows while no worker pool runs.",
+        )
+        waiting.add_metric([], self.redis.llen(INBOX_KEY))
+        oldest = GaugeMetricFamily(
+            f"{metrics.NAMESPACE}_inbox_oldest_delivery_age_seconds",
+            "Seconds the oldest delivery in the inbox has waited (0 when empty).",
+        )
+        oldest.add_metric([], _oldest_entry_age_seconds(entries))
+        yield waiting
+        yield oldest
+
+
+def _oldest_entry_age_seconds(entries: list[bytes]) -> float:
+    if not entries:
+        return 0.0
+    try:
+        received_at = decode_entry(entries[0]).received_at
+    except InboxEntryError:
+        return 0.0
+    return max(0.0, time.time() - received_at)
 
 
 def _counter(family: metrics.Family, samples: dict[str, str]) -> Metric:

@@ -1,17 +1,22 @@
-"""Enqueue each webhook event once, in one atomic Redis step.
+"""Accept each webhook event once, in one atomic Redis step, and log it.
 
 Plane resends a v1 delivery with the same bytes and a new ``X-Plane-Delivery``
 id, and a v2 event with the same ``event_id``. One Lua script therefore checks
-and sets the dedupe key, writes the RQ job, pushes it onto the queue and records
-the delivery id, all or nothing: a crash between "seen" and "enqueued" cannot
-drop an event, and two copies arriving together cannot both get through.
+and sets the dedupe key, appends the delivery to the inbox list and records the
+delivery id, all or nothing: a crash between "seen" and "stored" cannot drop an
+event, and two copies arriving together cannot both get through.
+
+The web process stores only the raw body and a short header, which costs about
+what one ``LPUSH`` costs. The worker pool's inbox mover (``workers.inbox``) turns
+inbox entries into RQ jobs, with the job id chosen here, so the delivery log and
+the duplicate responses can name the job before it exists.
 """
 
 import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import redis
 from rq.job import Job
@@ -30,21 +35,75 @@ DEDUPE_TTL_SECONDS = 2 * 3600
 # this long so an operator can replay a delivery by its id.
 DELIVERY_LOG_TTL_SECONDS = 3 * 24 * 3600
 
-_ENQUEUE_ONCE = """
+# Accepted deliveries wait in this list until the inbox mover makes them jobs.
+INBOX_KEY = key("inbox")
+# Entries start with a JSON header line; the raw body follows the newline.
+ENTRY_FORMAT_VERSION = 1
+
+_ACCEPT_ONCE = """
 local first = redis.call('GET', KEYS[1])
 if first then
   return {0, first}
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {-1, ARGV[1]}
-end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
-redis.call('RPUSH', KEYS[3], ARGV[1])
-redis.call('SADD', KEYS[4], KEYS[3])
-redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
 return {1, ARGV[1]}
 """
+
+
+class InboxEntryError(ValueError):
+    """An inbox entry is not in the format ``encode_entry`` writes."""
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """One accepted delivery as the inbox stores it."""
+
+    job_id: str
+    delivery_id: str
+    received_at: float
+    event: str
+    action: str
+    body: bytes
+
+
+def encode_entry(entry: InboxEntry) -> bytes:
+    """Return the inbox's form of ``entry``: a JSON header line, then the body."""
+    header = {
+        "v": ENTRY_FORMAT_VERSION,
+        "job_id": entry.job_id,
+        "delivery_id": entry.delivery_id,
+        "received_at": entry.received_at,
+        "event": entry.event,
+        "action": entry.action,
+    }
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + entry.body
+
+
+def decode_entry(raw: bytes) -> InboxEntry:
+    """Parse an inbox entry; raise InboxEntryError when it is not one."""
+    header_line, newline, body = raw.partition(b"\n")
+    try:
+        header = json.loads(header_line) if newline else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("v") != ENTRY_FORMAT_VERSION:
+        raise InboxEntryError(
+            f"inbox entry has no version {ENTRY_FORMAT_VERSION} header: "
+            f"{header_line[:80]!r}"
+        )
+    try:
+        return InboxEntry(
+            job_id=str(header["job_id"]),
+            delivery_id=str(header["delivery_id"]),
+            received_at=float(header["received_at"]),
+            event=str(header["event"]),
+            action=str(header["action"]),
+            body=body,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InboxEntryError(f"inbox entry header is incomplete: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -70,37 +129,40 @@ def dedupe_key_for(body: bytes, payload: dict) -> str:
 
 
 class DeliveryQueue:
-    """Put deliveries on the delivery queue, once per event."""
+    """Accept deliveries into the inbox once per event, and find them again."""
 
     def __init__(self, connection: redis.Redis) -> None:
         self.redis = connection
         self.queue = queues.get_queue(queues.DELIVERY_QUEUE, connection)
-        self._enqueue_once = connection.register_script(_ENQUEUE_ONCE)
+        self._accept_once = connection.register_script(_ACCEPT_ONCE)
 
     def enqueue(
         self, body: bytes, payload: dict, *, delivery_id: str, received_at: float
     ) -> EnqueueResult:
-        """Enqueue the delivery unless the same event was accepted before."""
-        dedupe_key = dedupe_key_for(body, payload)
-        job = self._build_job(body, payload, delivery_id, received_at)
-        fields = [part for pair in job.to_dict().items() for part in pair]
+        """Store the delivery unless the same event was accepted before.
 
-        status, job_id = self._enqueue_once(
-            keys=[
-                key("dedupe", dedupe_key),
-                job.key,
-                self.queue.key,
-                self.queue.redis_queues_keys,
-                key("delivery", delivery_id),
-            ],
-            args=[job.id, DEDUPE_TTL_SECONDS, DELIVERY_LOG_TTL_SECONDS, *fields],
+        When this returns, Redis has the delivery: the 2xx may go out.
+        """
+        dedupe_key = dedupe_key_for(body, payload)
+        entry = InboxEntry(
+            job_id=str(uuid.uuid4()),
+            delivery_id=delivery_id,
+            received_at=received_at,
+            event=str(payload.get("event") or "-"),
+            action=str(payload.get("action") or "-"),
+            body=body,
         )
-        if status == -1:
-            raise RuntimeError(f"job id {job.id} already exists; refusing to overwrite")
+        status, job_id = self._accept_once(
+            keys=[key("dedupe", dedupe_key), INBOX_KEY, key("delivery", delivery_id)],
+            args=[
+                entry.job_id,
+                DEDUPE_TTL_SECONDS,
+                DELIVERY_LOG_TTL_SECONDS,
+                encode_entry(entry),
+            ],
+        )
         return EnqueueResult(
-            job_id=job_id.decode() if isinstance(job_id, bytes) else job_id,
-            duplicate=status == 0,
-            dedupe_key=dedupe_key,
+            job_id=job_id.decode(), duplicate=status == 0, dedupe_key=dedupe_key
         )
 
     def replay(self, job: Job, *, reason: str) -> Job:
@@ -114,27 +176,27 @@ class DeliveryQueue:
             retry_intervals=queues.DELIVERY_RETRY_INTERVALS_SECONDS,
         )
 
-    def job_for_delivery(self, delivery_id: str) -> Job | None:
-        """Return the job that carried a delivery id, while the log keeps it."""
+    def job_id_for_delivery(self, delivery_id: str) -> str | None:
+        """Return the job id given to a delivery id, while the log keeps it."""
         job_id = self.redis.get(key("delivery", delivery_id))
-        if job_id is None:
-            return None
-        return queues.fetch_job(job_id.decode(), self.redis)
+        return job_id.decode() if job_id is not None else None
 
-    def _build_job(
-        self, body: bytes, payload: dict, delivery_id: str, received_at: float
-    ) -> Job:
-        event = str(payload.get("event") or "-")
-        action = str(payload.get("action") or "-")
-        job = self.queue.create_job(
-            queues.DELIVERY_JOB,
-            args=(queues.encode_body(body), delivery_id, received_at),
-            description=f"delivery {delivery_id} {event}.{action}",
-            timeout=queues.DELIVERY_JOB_TIMEOUT_SECONDS,
-            result_ttl=DELIVERY_LOG_TTL_SECONDS,
-            failure_ttl=queues.FAILED_JOB_TTL_SECONDS,
-            job_id=str(uuid.uuid4()),
-            retry=queues.delivery_retry(),
-        )
-        job.enqueued_at = datetime.now(UTC)
-        return job
+    def job_for_delivery(self, delivery_id: str) -> Job | None:
+        """Return the job that carried a delivery id, while the log keeps it.
+
+        Returns None also while the delivery still waits in the inbox.
+        """
+        job_id = self.job_id_for_delivery(delivery_id)
+        return queues.fetch_job(job_id, self.redis) if job_id else None
+
+    def waits_in_inbox(self, job_id: str) -> bool:
+        """Return whether the inbox still holds the entry of ``job_id``.
+
+        It reads the whole inbox, so it is meant for commands, not requests.
+        """
+        marker = f'"job_id":"{job_id}"'.encode()
+        return any(marker in entry for entry in self.redis.lrange(INBOX_KEY, 0, -1))
+
+    def inbox_length(self) -> int:
+        """Return how many accepted deliveries wait for the inbox mover."""
+        return self.redis.llen(INBOX_KEY)

@@ -6,12 +6,18 @@ import redis
 from rq import Queue
 
 from shared import queues
+from workers.inbox import InboxMover
 
 
 def perform_next_job(
     connection: redis.Redis, queue_names: list[str], timeout: int = 10
 ):
-    """Take the next job from ``queue_names`` and run it; return the job, or None."""
+    """Take the next job from ``queue_names`` and run it; return the job, or None.
+
+    Deliveries the ingress accepted are first moved from the inbox to the
+    delivery queue, as the worker pool's inbox mover does.
+    """
+    move_inbox(connection)
     found = Queue.dequeue_any(
         [queues.get_queue(name, connection) for name in queue_names],
         timeout,
@@ -23,6 +29,15 @@ def perform_next_job(
     job, _ = found
     job.perform()
     return job
+
+
+def move_inbox(connection: redis.Redis) -> int:
+    """Turn every accepted delivery in the inbox into a job; return how many."""
+    mover = InboxMover(connection)
+    moved = 0
+    while batch := mover.move_batch():
+        moved += batch
+    return moved
 
 
 class JobThread(threading.Thread):

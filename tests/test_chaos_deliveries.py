@@ -122,6 +122,22 @@ def wait_until_counted(
     return counted, last_new_at
 
 
+def wait_until_run(
+    connection: redis.Redis, expected: set[str], deadline: float
+) -> Counter:
+    """Poll the counting handler's runs until every expected id has one.
+
+    A worker killed after its comment but before recording the run leaves the
+    comment in place while its job waits for recovery, so runs can trail the
+    comments by the recovery time.
+    """
+    while True:
+        runs = Counter(run.decode() for run in connection.lrange(RUNS_KEY, 0, -1))
+        if expected <= set(runs) or time.monotonic() >= deadline:
+            return runs
+        time.sleep(POLL_SECONDS)
+
+
 def describe_missing(
     connection: redis.Redis, senders: SenderPool, counted: set[str], elapsed: float
 ) -> str:
@@ -161,7 +177,7 @@ def test_deliveries_handled_once_through_kills(stack, redis_url):
     elapsed = time.monotonic() - started
 
     connection = redis.Redis.from_url(redis_url)
-    runs = Counter(run.decode() for run in connection.lrange(RUNS_KEY, 0, -1))
+    runs = wait_until_run(connection, expected, deadline)
     repeated_runs = sum(count - 1 for count in runs.values())
     statuses = Counter(sent.status for sent in senders.results)
     retried = sum(len(sent.attempts) - 1 for sent in senders.results)

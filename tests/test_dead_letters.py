@@ -9,6 +9,7 @@ from rq import Queue
 
 from shared import queues
 from shared.deliveries import DeliveryQueue
+from tests.jobs import move_inbox
 from tests.test_manage_commands import manage
 from workers.pool import PlaneWorker
 
@@ -63,15 +64,17 @@ def test_replay_unknown_job_says_so(redis_url, standin, redis_conn):
     assert "not in the failed-job registry" in result.stdout
 
 
-def test_replay_delivery_enqueues_it_again(redis_url, standin, redis_conn):
+def accept_delivery(redis_conn, delivery_id: str) -> None:
     payload = json.loads((FIXTURES / "issue.created.json").read_text())
     body = json.dumps(payload).encode()
     DeliveryQueue(redis_conn).enqueue(
-        body,
-        payload,
-        delivery_id="5c0d1e2f-0000-4000-8000-00000000dd01",
-        received_at=time.time(),
+        body, payload, delivery_id=delivery_id, received_at=time.time()
     )
+
+
+def test_replay_delivery_enqueues_it_again(redis_url, standin, redis_conn):
+    accept_delivery(redis_conn, "5c0d1e2f-0000-4000-8000-00000000dd01")
+    move_inbox(redis_conn)
 
     result = manage(
         redis_url, standin, "replay-delivery", "5c0d1e2f-0000-4000-8000-00000000dd01"
@@ -89,3 +92,15 @@ def test_replay_unknown_delivery_is_a_clear_error(redis_url, standin, redis_conn
 
     assert result.returncode == 1
     assert "No delivery 'unknown-delivery' is in the delivery log" in result.stderr
+
+
+def test_replay_delivery_still_in_inbox(redis_url, standin, redis_conn):
+    accept_delivery(redis_conn, "5c0d1e2f-0000-4000-8000-00000000dd02")
+
+    result = manage(
+        redis_url, standin, "replay-delivery", "5c0d1e2f-0000-4000-8000-00000000dd02"
+    )
+
+    assert result.returncode == 1
+    assert "still waits in the inbox" in result.stderr
+    assert redis_conn.llen("planeapp:inbox") == 1

@@ -27,6 +27,7 @@ from tests.chaos_stack import (
 )
 from tests.conftest import CASE_SECRET
 from tests.counting_handlers import external_id_for
+from tests.jobs import move_inbox
 from tests.processes import AppProcess, wait_for
 from workers.pool import worker_plan
 
@@ -80,6 +81,8 @@ def test_job_popped_by_dead_worker_still_runs(stack, redis_url):
         f"{stack.web_url}/webhooks/plane", body, secret=CASE_SECRET, event="issue"
     )
 
+    # The killed pool's inbox mover would have made the job; this pops it then.
+    assert move_inbox(connection) == 1
     popped = Queue.dequeue_any(
         general_worker_queues(stack.worker.env, connection),
         None,

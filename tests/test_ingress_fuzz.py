@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from shared import queues
+from shared.deliveries import DeliveryQueue
 from shared.settings import load_settings
 from shared.signature import compute_signature
 from tests.conftest import CASE_SECRET, make_environ
@@ -78,8 +79,10 @@ header_text = st.text(
 
 
 def queue_lengths(redis_conn) -> tuple[int, int]:
+    """Return (deliveries accepted and not run, install jobs queued)."""
     return (
-        queues.get_queue(queues.DELIVERY_QUEUE, redis_conn).count,
+        DeliveryQueue(redis_conn).inbox_length()
+        + queues.get_queue(queues.DELIVERY_QUEUE, redis_conn).count,
         queues.get_queue(queues.INSTALL_QUEUE, redis_conn).count,
     )
 

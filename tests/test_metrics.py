@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,7 +13,7 @@ from ingress import create_app
 from plane_standin import defaults
 from shared import metrics, queues
 from tests.delivery_flow import issue_created_body, post_delivery, worker_context
-from tests.jobs import perform_next_job
+from tests.jobs import move_inbox, perform_next_job
 from tests.processes import ROOT
 from workers.delivery import HandlerFailedError
 
@@ -178,6 +179,22 @@ def test_empty_queue_has_zero_age(client):
     key = ("planeapp_queue_oldest_job_age_seconds", (("queue", "install"),))
 
     assert scrape(client)[key] == 0
+
+
+def test_inbox_counts_unmoved_deliveries(client, redis_conn, standin):
+    for number in range(2):
+        body = distinct_issue_created_body(standin, number)
+        post_delivery(client, body, f"5c0d1e2f-0000-4000-8000-00000000e{number:03d}")
+    time.sleep(0.05)
+
+    before = scrape(client)
+    move_inbox(redis_conn)
+    after = scrape(client)
+
+    assert before[("planeapp_inbox_deliveries", ())] == 2
+    assert 0.05 <= before[("planeapp_inbox_oldest_delivery_age_seconds", ())] < 60
+    assert after[("planeapp_inbox_deliveries", ())] == 0
+    assert after[("planeapp_inbox_oldest_delivery_age_seconds", ())] == 0
 
 
 def test_counts_from_other_processes_add_up(client, redis_url):

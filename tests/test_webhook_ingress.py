@@ -15,6 +15,7 @@ from flask import request
 from shared import queues
 from shared.signature import compute_signature
 from tests.conftest import CASE_SECRET
+from tests.jobs import move_inbox
 
 CASES = Path(__file__).parent / "fixtures" / "cases"
 BODY_A = (CASES / "body-a.json").read_bytes()
@@ -50,6 +51,7 @@ def post(
 
 
 def delivery_jobs(redis_conn):
+    move_inbox(redis_conn)
     queue = queues.get_queue(queues.DELIVERY_QUEUE, redis_conn)
     return [queue.fetch_job(job_id) for job_id in queue.job_ids]
 

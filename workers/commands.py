@@ -174,7 +174,14 @@ def replay_dead_letters(context, arguments, output) -> int:
 
 def replay_delivery(context, arguments, output) -> int:
     deliveries = DeliveryQueue(context.redis)
-    job = deliveries.job_for_delivery(arguments.delivery_id)
+    job_id = deliveries.job_id_for_delivery(arguments.delivery_id)
+    job = queues.fetch_job(job_id, context.redis) if job_id else None
+    if job_id and job is None and deliveries.waits_in_inbox(job_id):
+        raise PlaneAppError(
+            f"Delivery {arguments.delivery_id!r} was accepted and still waits in "
+            "the inbox, so it has not run yet and there is nothing to replay. "
+            "Check that a worker pool (python -m workers) is running."
+        )
     if job is None:
         raise PlaneAppError(
             f"No delivery {arguments.delivery_id!r} is in the delivery log "

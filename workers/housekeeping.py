@@ -1,5 +1,8 @@
 """Housekeeping the worker pool's supervisor runs: scheduled jobs and dead workers.
 
+It also returns inbox entries that a dead inbox mover had claimed
+(``workers.inbox``) to the inbox, where another mover picks them up.
+
 RQ's own scheduler and registry cleanup run inside workers, under locks that
 outlive a killed worker by a minute (the scheduler lock) or fifteen (the
 maintenance lock), and a busy worker skips them. The supervisor is never busy,
@@ -17,6 +20,7 @@ from rq.scheduler import RQScheduler
 
 from shared import queues
 from shared.redis_client import key
+from workers.inbox import return_abandoned_claims
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class Housekeeper:
             if now - self._last_abandoned_check >= ABANDONED_CHECK_SECONDS:
                 self._last_abandoned_check = now
                 self._recover_abandoned_jobs()
+                return_abandoned_claims(self.redis)
                 self._requeue_stranded_jobs()
             if now - self._last_full_cleanup >= FULL_CLEANUP_SECONDS:
                 self._last_full_cleanup = now

@@ -14,8 +14,10 @@ takes jobs with BLPOP, and a kill at that moment would lose the job.
 
 The supervisor restarts a worker that dies and, on SIGTERM or SIGINT, passes
 one SIGTERM to each worker so it finishes its job and stops. It also runs the
-housekeeping (``workers.housekeeping``): moving scheduled retries back onto
-their queues and recovering the jobs of workers that died.
+inbox mover (``workers.inbox``) in a thread, which turns the deliveries the web
+process accepted into delivery jobs, and the housekeeping
+(``workers.housekeeping``): moving scheduled retries back onto their queues and
+recovering the jobs of workers that died.
 """
 
 import logging
@@ -42,6 +44,7 @@ from shared.settings import Settings, load_settings
 from workers import runtime
 from workers.delivery import HandlerFailedError
 from workers.housekeeping import Housekeeper
+from workers.inbox import InboxMover
 
 logger = logging.getLogger(__name__)
 
@@ -254,10 +257,18 @@ class Supervisor:
     """Start the planned workers, restart any that die, stop all on a signal."""
 
     def __init__(
-        self, plan: list[tuple[str, list[str]]], housekeeper: Housekeeper
+        self,
+        plan: list[tuple[str, list[str]]],
+        housekeeper: Housekeeper,
+        mover: InboxMover,
     ) -> None:
         self.plan = plan
         self.housekeeper = housekeeper
+        self.mover = mover
+        self.mover_stop = threading.Event()
+        self.mover_thread = threading.Thread(
+            target=mover.run, args=(self.mover_stop,), name="inbox-mover", daemon=True
+        )
         self.processes: dict[str, multiprocessing.Process] = {}
         self.started_at: dict[str, float] = {}
         self.stopping = False
@@ -267,6 +278,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._request_stop)
         for role, queue_names in self.plan:
             self._start(role, queue_names)
+        self.mover_thread.start()
 
         while not self.stopping:
             time.sleep(SUPERVISOR_POLL_SECONDS)
@@ -313,6 +325,7 @@ class Supervisor:
 
     def _stop_all(self) -> int:
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        self.mover_stop.set()
         for process in self.processes.values():
             process.join(timeout=max(0.0, deadline - time.monotonic()))
         for role, process in self.processes.items():
@@ -322,6 +335,8 @@ class Supervisor:
                     extra={"role": role, "pid": process.pid},
                 )
                 process.kill()
+        # The mover finishes the batch in hand; it waits at most WAIT_SECONDS.
+        self.mover_thread.join(timeout=max(0.0, deadline - time.monotonic()))
         logger.info("worker pool stopped")
         return 0
 
@@ -347,4 +362,5 @@ def main() -> int:
     housekeeper = Housekeeper(
         connection, [queues.INSTALL_QUEUE, queues.DELIVERY_QUEUE], _log_abandoned_job
     )
-    return Supervisor(worker_plan(settings), housekeeper).run()
+    mover = InboxMover(connection)
+    return Supervisor(worker_plan(settings), housekeeper, mover).run()
