@@ -1,4 +1,4 @@
-"""The web process: a thin Flask app that verifies, enqueues and responds.
+"""The web process: a thin Flask app that verifies, stores and responds.
 
 ``create_app`` builds the app from checked ``Settings``; ``ingress.wsgi`` is the
 module gunicorn serves.
@@ -7,7 +7,8 @@ module gunicorn serves.
 from dataclasses import dataclass
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, Request, jsonify
+from flask.sessions import SecureCookieSessionInterface
 from rq import Queue
 
 from ingress import metrics as metrics_endpoint
@@ -35,9 +36,24 @@ class IngressContext:
     deliveries: DeliveryQueue
 
 
+class OAuthSessionInterface(SecureCookieSessionInterface):
+    """Open the signed session cookie only on the OAuth routes, the ones that use it.
+
+    Flask builds a signing serializer for every request that opens a session,
+    which costs a webhook request about a tenth of its time for a cookie it
+    never reads.
+    """
+
+    def open_session(self, app: Flask, request: Request):
+        if not request.path.startswith(oauth.PATH_PREFIX):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def create_app(settings: Settings, *, connection: redis.Redis | None = None) -> Flask:
     """Build the ingress app for ``settings``."""
     app = Flask(__name__)
+    app.session_interface = OAuthSessionInterface()
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="plane_app_session",

@@ -33,6 +33,8 @@ CALLBACK_WAIT_SECONDS = 5.0
 CALLBACK_POLL_SECONDS = 0.1
 
 BROWSER_SESSION_KEY = "install_browser"
+# Every route here starts with this; only these routes read the session cookie.
+PATH_PREFIX = "/oauth/"
 
 blueprint = Blueprint("oauth", __name__)
 
