@@ -41,11 +41,9 @@ INBOX_KEY = key("inbox")
 ENTRY_FORMAT_VERSION = 1
 
 _ACCEPT_ONCE = """
-local first = redis.call('GET', KEYS[1])
-if first then
-  return {0, first}
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return {0, redis.call('GET', KEYS[1])}
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
 return {1, ARGV[1]}
