@@ -10,6 +10,7 @@ import redis
 from shared import queues
 from shared.deliveries import INBOX_KEY, DeliveryQueue, decode_entry
 from tests.redis_server import ThrowawayRedis
+from workers.housekeeping import Housekeeper
 from workers.inbox import (
     MOVERS_KEY,
     REJECTED_KEY,
@@ -220,3 +221,20 @@ def test_run_rides_out_redis_outage(caplog):
         assert not runner.is_alive()
     finally:
         server.stop()
+
+
+def test_housekeeper_returns_dead_claims(redis_conn):
+    job_ids = accept(redis_conn, 2)
+    dead = InboxMover(redis_conn)
+    claim_without_commit(redis_conn, dead)
+    redis_conn.delete(liveness_key(dead.mover_id))
+    housekeeper = Housekeeper(
+        redis_conn, [queues.DELIVERY_QUEUE], on_abandoned=lambda *args: True
+    )
+
+    housekeeper.tick()
+
+    assert redis_conn.llen(INBOX_KEY) == 2
+    assert not redis_conn.exists(claim_key(dead.mover_id))
+    assert InboxMover(redis_conn).move_batch() == 2
+    assert queued_job_ids(redis_conn) == job_ids
