@@ -22,7 +22,7 @@ import requests
 from plane_standin.sender import Attempt, send_webhook
 from plane_standin.server import StandIn
 from shared import metrics, queues
-from shared.deliveries import dedupe_key_for
+from shared.deliveries import DeliveryQueue, dedupe_key_for
 from shared.redis_client import key
 from tests.conftest import CASE_SECRET
 from tests.counting_handlers import COUNTING_SOURCE
@@ -225,7 +225,16 @@ def locate_delivery_job(connection: redis.Redis, body: bytes) -> str:
     if job_id is None:
         return "no dedupe key, so the body was never stored"
     job = queues.fetch_job(job_id.decode(), connection)
+    if job is None and DeliveryQueue(connection).waits_in_inbox(job_id.decode()):
+        return f"job {job_id.decode()} not made yet: the delivery waits in the inbox"
     if job is None:
+        claimed = [
+            name.decode()
+            for name in connection.scan_iter(key("inbox", "claimed", "*"))
+            if any(job_id in entry for entry in connection.lrange(name, 0, -1))
+        ]
+        if claimed:
+            return f"job {job_id.decode()} not made yet: claimed in {claimed[0]}"
         return f"job {job_id.decode()} no longer exists"
     queue = queues.get_queue(job.origin, connection)
     containers = [
@@ -252,10 +261,11 @@ def locate_delivery_job(connection: redis.Redis, body: bytes) -> str:
 
 
 def delivery_backlog(connection: redis.Redis) -> int:
-    """Count delivery jobs queued, running or waiting for a retry."""
+    """Count deliveries in the inbox and delivery jobs queued, running or waiting."""
     queue = queues.get_queue(queues.DELIVERY_QUEUE, connection)
     return (
-        queue.count
+        DeliveryQueue(connection).inbox_length()
+        + queue.count
         + queue.started_job_registry.count
         + queue.scheduled_job_registry.count
     )
