@@ -95,6 +95,13 @@ class Installation:
     updated_at: float
 
 
+def installation_from_hash(fields: dict[bytes, bytes]) -> Installation:
+    """Build an ``Installation`` from its Redis hash, as HGETALL returns it."""
+    values = {name.decode(): value.decode() for name, value in fields.items()}
+    values["updated_at"] = float(values["updated_at"])
+    return Installation(**values)
+
+
 @dataclass(frozen=True)
 class StoredToken:
     """A decrypted access token with its expiry (Unix time) and store version."""
@@ -138,9 +145,7 @@ class InstallationStore:
         fields = self.redis.hgetall(key("installation", installation_id))
         if not fields:
             return None
-        values = {k.decode(): v.decode() for k, v in fields.items()}
-        values["updated_at"] = float(values["updated_at"])
-        return Installation(**values)
+        return installation_from_hash(fields)
 
     def list_ids(self) -> list[str]:
         """Return the ids of every stored installation, sorted."""
