@@ -95,11 +95,9 @@ class Installation:
     updated_at: float
 
 
-def installation_from_hash(fields: dict[bytes, bytes]) -> Installation:
-    """Build an ``Installation`` from its Redis hash, as HGETALL returns it."""
-    values = {name.decode(): value.decode() for name, value in fields.items()}
-    values["updated_at"] = float(values["updated_at"])
-    return Installation(**values)
+def installation_from_fields(fields: dict[str, str]) -> Installation:
+    """Build an ``Installation`` from the fields of its Redis hash."""
+    return Installation(**{**fields, "updated_at": float(fields["updated_at"])})
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,9 @@ class InstallationStore:
         fields = self.redis.hgetall(key("installation", installation_id))
         if not fields:
             return None
-        return installation_from_hash(fields)
+        return installation_from_fields(
+            {name.decode(): value.decode() for name, value in fields.items()}
+        )
 
     def list_ids(self) -> list[str]:
         """Return the ids of every stored installation, sorted."""

@@ -8,6 +8,7 @@ handler starts, and the last one in the script that releases the entity lock.
 A delivery with one handler therefore takes two round trips.
 """
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from shared.events import Event
 from shared.installations import (
     STATUS_UNINSTALLED,
     Installation,
-    installation_from_hash,
+    installation_from_fields,
 )
 from shared.redis_client import key
 from workers.coalesce import COALESCE_WINDOW_SECONDS, change_keys
@@ -34,25 +35,29 @@ COMPLETION_MARK_TTL_SECONDS = 24 * 3600
 # claims, and then the entity lock when one is to be taken.
 # ARGV: installation key prefix, owner, claim window (s), number of claims,
 # the uninstalled status, lock token, lock lease (ms).
-# Returns {} when no installation is stored, {installation} when it is
-# uninstalled, else {installation, claimed, locked, done handlers}. Nothing is
-# claimed for a missing or uninstalled installation, and the lock is taken only
-# for a claimed change.
+# Returns a JSON object: {} when no installation is stored, else the
+# installation's fields and, unless it is uninstalled, whether the change was
+# claimed and the lock taken, and the handlers done. Nothing is claimed for a
+# missing or uninstalled installation, and the lock is taken only for a claimed
+# change. One JSON string parses faster in redis-py than nested replies.
 # NOTE: the script reads the installation hash under a key built from the id it
 # reads first, which Redis Cluster would reject. The app runs on one Redis, as
 # RQ requires.
 _BEGIN_DELIVERY = """
 local installation_id = redis.call('GET', KEYS[1])
 if not installation_id then
-  return {}
+  return '{}'
 end
-local installation_key = ARGV[1] .. installation_id
-local installation = redis.call('HGETALL', installation_key)
-if #installation == 0 then
-  return {}
+local flat = redis.call('HGETALL', ARGV[1] .. installation_id)
+if #flat == 0 then
+  return '{}'
 end
-if redis.call('HGET', installation_key, 'status') == ARGV[5] then
-  return {installation}
+local installation = {}
+for i = 1, #flat, 2 do
+  installation[flat[i]] = flat[i + 1]
+end
+if installation['status'] == ARGV[5] then
+  return cjson.encode({installation = installation})
 end
 
 local last_claim = 2 + tonumber(ARGV[4])
@@ -65,15 +70,20 @@ for i = 3, last_claim do
     claimed = true
   end
 end
+local reply = {installation = installation, claimed = claimed, locked = false}
 if not claimed then
-  return {installation, 0, 0, {}}
+  return cjson.encode(reply)
 end
 
 local lock_key = KEYS[last_claim + 1]
-if lock_key and not redis.call('SET', lock_key, ARGV[6], 'NX', 'PX', ARGV[7]) then
-  return {installation, 1, 0, {}}
+if lock_key then
+  if not redis.call('SET', lock_key, ARGV[6], 'NX', 'PX', ARGV[7]) then
+    return cjson.encode(reply)
+  end
+  reply['locked'] = true
 end
-return {installation, 1, lock_key and 1 or 0, redis.call('SMEMBERS', KEYS[2])}
+reply['done'] = redis.call('SMEMBERS', KEYS[2])
+return cjson.encode(reply)
 """
 
 # KEYS: the completion set, then the entity lock if one is held.
@@ -258,17 +268,14 @@ def _done_key(owner: str) -> str:
     return key("delivery-done", owner)
 
 
-def _delivery_start(reply: list) -> DeliveryStart:
-    if not reply:
+def _delivery_start(reply: bytes) -> DeliveryStart:
+    found = json.loads(reply)
+    if "installation" not in found:
         return DeliveryStart(installation=None)
-    flat = reply[0]
-    installation = installation_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
-    if len(reply) == 1:
-        return DeliveryStart(installation=installation)
-    _, claimed, locked, done = reply
     return DeliveryStart(
-        installation=installation,
-        claimed=bool(claimed),
-        locked=bool(locked),
-        done=frozenset(name.decode() for name in done),
+        installation=installation_from_fields(found["installation"]),
+        claimed=found.get("claimed", False),
+        locked=found.get("locked", False),
+        # cjson writes an empty Lua table, an empty SMEMBERS too, as {}.
+        done=frozenset(found.get("done") or ()),
     )
