@@ -90,6 +90,29 @@ def test_one_handler_takes_two_round_trips(context):
     assert CountingConnection.round_trips == 2
 
 
+def test_two_handlers_take_three_round_trips(context):
+    calls = []
+
+    # Named functions: completion marks tell handlers apart by name.
+    @context.registry.on("issue", "updated")
+    def first(event, plane):
+        calls.append(1)
+
+    @context.registry.on("issue")
+    def second(event, plane):
+        calls.append(2)
+
+    deliver(body=priority_change("low"))
+    CountingConnection.counting_thread = threading.get_ident()
+    CountingConnection.round_trips = 0
+
+    deliver(body=priority_change("urgent"))
+
+    assert calls == [1, 2, 1, 2]
+    # Begin, the first handler's mark, and the last mark with the release.
+    assert CountingConnection.round_trips == 3
+
+
 def test_lock_held_while_handler_runs(context, redis_conn):
     seen = []
 

@@ -228,6 +228,12 @@ def _run_handlers(
     plane = context.bot_client(installation.id)
     failed: list[str] = []
     wait_seconds = 0.0
+    to_run = [
+        r.name
+        for r in registrations
+        if not progress.is_done(r.name)
+        and _reason_to_skip(context, event, installation, r) is None
+    ]
 
     for registration in registrations:
         name = registration.name
@@ -244,7 +250,6 @@ def _run_handlers(
             metrics.increment("handler_runs", handler=name, outcome="skipped")
             continue
 
-        progress.before_handler()
         started = time.perf_counter()
         try:
             with log_context(**handler_fields):
@@ -271,7 +276,7 @@ def _run_handlers(
             failed.append(name)
             continue
 
-        progress.handler_done(name)
+        progress.handler_done(name, last=name == to_run[-1])
         elapsed = time.perf_counter() - started
         logger.info(
             "handler done",

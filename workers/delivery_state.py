@@ -3,9 +3,9 @@
 ``DeliveryState.running`` starts with one script that finds the workspace's
 installation, claims the event's changes (``workers.coalesce``), takes the
 entity lock when it is free (``workers.entity_locks``) and reads which handlers
-are done already. Each handler's completion mark is written before the next
-handler starts, and the last one in the script that releases the entity lock.
-A delivery with one handler therefore takes two round trips.
+are done already. Each handler's completion mark is written as soon as it
+succeeds, except the last handler's, which goes in the script that releases
+the entity lock. A delivery with one handler therefore takes two round trips.
 """
 
 import json
@@ -193,12 +193,7 @@ class DeliveryState:
 
 
 class DeliveryProgress:
-    """One running delivery: its installation, claim, entity lock and done handlers.
-
-    A handler's completion mark is held back until the next handler starts or
-    the delivery finishes, and is written before either, so the last mark
-    shares a round trip with the release of the entity lock.
-    """
+    """One running delivery: its installation, claim, entity lock and done handlers."""
 
     def __init__(
         self,
@@ -234,17 +229,17 @@ class DeliveryProgress:
         """Tell whether ``handler`` finished in this or an earlier attempt."""
         return handler in self._done
 
-    def before_handler(self) -> None:
-        """Write the previous handler's completion mark before the next one runs."""
-        if self._unwritten_mark is not None:
-            self._state.finish(self._owner, handler=self._unwritten_mark, lock=None)
-            self._unwritten_mark = None
+    def handler_done(self, handler: str, *, last: bool) -> None:
+        """Mark ``handler`` done, at once unless it is the last handler to run.
 
-    def handler_done(self, handler: str) -> None:
-        """Record ``handler`` as finished; the mark is written by the next step."""
-        self.before_handler()
+        The last one's mark is written by ``finish``, in the same round trip
+        as the release of the entity lock.
+        """
         self._done.add(handler)
-        self._unwritten_mark = handler
+        if last:
+            self._unwritten_mark = handler
+        else:
+            self._state.finish(self._owner, handler=handler, lock=None)
 
     def finish(self, fields: dict) -> None:
         """Write the last completion mark and release the entity lock."""
