@@ -94,14 +94,7 @@ def _process_delivery(
             extra={**fields, "queued_ms": round((time.time() - received_at) * 1000)},
         )
         metrics.observe("delivery_queue_wait_seconds", time.time() - received_at)
-        if not progress.take_busy_lock(fields):
-            logger.info(
-                "delivery waiting: another delivery of this entity runs", extra=fields
-            )
-            raise EntityBusyError(
-                f"Another delivery for {event.event} {event.entity_id} is running; "
-                "this one will be retried after it."
-            )
+        _wait_for_entity(event, progress, fields)
         failed, wait_seconds = _run_handlers(
             context, event, progress, registrations, fields
         )
@@ -178,6 +171,17 @@ def _check_delivery(
         metrics.increment("deliveries_processed", outcome="ignored_no_handler")
         return None
     return event
+
+
+def _wait_for_entity(event: Event, progress: DeliveryProgress, fields: dict) -> None:
+    """Wait while another delivery holds the entity; raise if it keeps holding it."""
+    if progress.take_busy_lock(fields):
+        return
+    logger.info("delivery waiting: another delivery of this entity runs", extra=fields)
+    raise EntityBusyError(
+        f"Another delivery for {event.event} {event.entity_id} is running; "
+        "this one will be retried after it."
+    )
 
 
 def _parse(body: bytes, delivery_id: str, fields: dict) -> Event:
