@@ -95,6 +95,11 @@ class Installation:
     updated_at: float
 
 
+def installation_from_fields(fields: dict[str, str]) -> Installation:
+    """Build an ``Installation`` from the fields of its Redis hash."""
+    return Installation(**{**fields, "updated_at": float(fields["updated_at"])})
+
+
 @dataclass(frozen=True)
 class StoredToken:
     """A decrypted access token with its expiry (Unix time) and store version."""
@@ -138,9 +143,9 @@ class InstallationStore:
         fields = self.redis.hgetall(key("installation", installation_id))
         if not fields:
             return None
-        values = {k.decode(): v.decode() for k, v in fields.items()}
-        values["updated_at"] = float(values["updated_at"])
-        return Installation(**values)
+        return installation_from_fields(
+            {name.decode(): value.decode() for name, value in fields.items()}
+        )
 
     def list_ids(self) -> list[str]:
         """Return the ids of every stored installation, sorted."""

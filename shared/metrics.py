@@ -11,12 +11,14 @@ not fail a delivery. A wrong metric or label name raises, because it is a bug.
 """
 
 import atexit
+import functools
 import json
 import logging
 import os
 import re
 import threading
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import redis
@@ -39,6 +41,9 @@ QUEUE_WAIT_BUCKETS_SECONDS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 # a label value must still stay short.
 _LABEL_VALUE = re.compile(r"[\x21-\x7b\x7d\x7e]{1,200}")
 OTHER_LABEL_VALUE = "other"
+# Label sets whose hash field is cached. Event names in labels come from webhook
+# requests, so the cache is bounded.
+ENCODED_LABELS_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,10 @@ FAMILIES = {
 }
 
 _connection: redis.Redis | None = None
-_pending: list = []
+# Writes waiting for the next flush, summed per (hash key, hash field). Each
+# field becomes one HINCRBY, or one HINCRBYFLOAT for a histogram's sum.
+_pending_counts: Counter[tuple[str, str]] = Counter()
+_pending_sums: defaultdict[tuple[str, str], float] = defaultdict(float)
 _pending_lock = threading.Lock()
 _flusher_pid: int | None = None
 # Metric writes reach Redis at most this late; /metrics flushes its own first.
@@ -154,6 +162,12 @@ def label_value(value: object) -> str:
 
 def encode_labels(family: Family, labels: dict[str, object]) -> str:
     """Return the hash field for one label set, checking the names first."""
+    return _encoded_labels(family, tuple((k, str(v)) for k, v in labels.items()))
+
+
+@functools.lru_cache(maxsize=ENCODED_LABELS_CACHE_SIZE)
+def _encoded_labels(family: Family, items: tuple[tuple[str, str], ...]) -> str:
+    labels = dict(items)
     if set(labels) != set(family.labels):
         raise ValueError(
             f"metric {family.name!r} takes labels {sorted(family.labels)}, "
@@ -166,23 +180,27 @@ def increment(name: str, amount: int = 1, **labels: object) -> None:
     """Add ``amount`` to a counter."""
     family = FAMILIES[name]
     field = encode_labels(family, labels)
-    _write(lambda pipe: pipe.hincrby(family_key(name), field, amount))
+    if _connection is None:
+        return
+    with _pending_lock:
+        _pending_counts[family_key(name), field] += amount
+        _start_flusher_once()
 
 
 def observe(name: str, seconds: float, **labels: object) -> None:
     """Add one observation to a histogram: its bucket counts, sum and count."""
     family = FAMILIES[name]
     field = encode_labels(family, labels)
-
-    def record(pipe) -> None:
-        hash_key = family_key(name)
+    if _connection is None:
+        return
+    hash_key = family_key(name)
+    with _pending_lock:
         for bound in family.buckets:
             if seconds <= bound:
-                pipe.hincrby(hash_key, f"{field}|le|{bound}", 1)
-        pipe.hincrby(hash_key, f"{field}|count", 1)
-        pipe.hincrbyfloat(hash_key, f"{field}|sum", seconds)
-
-    _write(record)
+                _pending_counts[hash_key, f"{field}|le|{bound}"] += 1
+        _pending_counts[hash_key, f"{field}|count"] += 1
+        _pending_sums[hash_key, f"{field}|sum"] += seconds
+        _start_flusher_once()
 
 
 def plane_response_hook(client: str):
@@ -208,31 +226,27 @@ def plane_response_hook(client: str):
     return count_response
 
 
-def _write(commands) -> None:
-    """Queue ``commands`` for the next flush, which sends them in one pipeline.
+def flush() -> None:
+    """Send every summed metric write to Redis now, in one pipeline.
 
     Recording in line would add a Redis round trip to every webhook request
-    and several to every job; a flush every FLUSH_INTERVAL_SECONDS costs one.
+    and several to every job. A flush every FLUSH_INTERVAL_SECONDS costs one,
+    with one command per hash field written since the last flush.
     """
-    if _connection is None:
-        return
-    with _pending_lock:
-        _pending.append(commands)
-        _start_flusher_once()
-
-
-def flush() -> None:
-    """Send every queued metric write to Redis now."""
     connection = _connection
     with _pending_lock:
-        batch = list(_pending)
-        _pending.clear()
-    if connection is None or not batch:
+        counts = dict(_pending_counts)
+        sums = dict(_pending_sums)
+        _pending_counts.clear()
+        _pending_sums.clear()
+    if connection is None or not (counts or sums):
         return
     try:
         with connection.pipeline(transaction=False) as pipe:
-            for commands in batch:
-                commands(pipe)
+            for (hash_key, field), amount in counts.items():
+                pipe.hincrby(hash_key, field, amount)
+            for (hash_key, field), seconds in sums.items():
+                pipe.hincrbyfloat(hash_key, field, seconds)
             pipe.execute()
     except redis.RedisError as error:
         _warn_rarely(error)

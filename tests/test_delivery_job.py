@@ -20,6 +20,8 @@ from tests.conftest import (
 )
 from workers import runtime
 from workers.delivery import HandlerFailedError
+from workers.delivery_state import DeliveryState
+from workers.entity_locks import EntityLocks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plane"
 
@@ -225,11 +227,9 @@ def test_same_work_item_deliveries_never_overlap(context, redis_conn):
     assert spans[0][1] <= spans[1][0]
 
 
-def test_entity_lock_renewed_during_long_handler(context, redis_conn, monkeypatch):
-    from workers import delivery
-
-    monkeypatch.setattr(delivery, "ENTITY_LOCK_LEASE_SECONDS", 1)
-    monkeypatch.setattr(delivery, "ENTITY_LOCK_RENEW_SECONDS", 0.2)
+def test_entity_lock_renewed_during_long_handler(context, redis_conn):
+    locks = EntityLocks(redis_conn, lease_seconds=1, renew_seconds=0.2)
+    context.deliveries = DeliveryState(redis_conn, locks)
     ttls = []
 
     @context.registry.on("issue", "updated")

@@ -234,6 +234,29 @@ def test_actor_id_must_be_uuid():
         parse(payload)
 
 
+@pytest.mark.parametrize(
+    ("entity_id", "accepted"),
+    [
+        ("1A2B3C4D-5E6F-4A7B-8C9D-0E1F2A3B4C5D", True),
+        ("{1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d}", True),
+        ("urn:uuid:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", True),
+        ("1a2b3c4d5e6f4a7b8c9d0e1f2a3b4c5d", True),
+        ("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d\n", False),
+        ("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5", False),
+        ("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5g", False),
+    ],
+)
+def test_entity_id_accepted_as_uuid_module_does(entity_id, accepted):
+    payload = fixture("issue.created")
+    payload["data"]["id"] = entity_id
+
+    if accepted:
+        assert parse(payload).entity_id == entity_id
+    else:
+        with pytest.raises(EventParseError, match="data"):
+            parse(payload)
+
+
 def test_delete_with_only_id_parses():
     assert parse(fixture("project.deleted")).data == {
         "id": "2c3d4e5f-6a7b-4c8d-9e0f-a1b2c3d4e5f6"

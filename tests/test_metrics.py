@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers.work_items import welcome_new_work_item
@@ -235,3 +236,34 @@ def test_metrics_token_accepted(redis_url, redis_conn, standin):
 def test_unknown_label_names_rejected():
     with pytest.raises(ValueError, match="takes labels"):
         metrics.increment("handler_runs", handler="h")
+
+
+def test_flush_sums_writes_per_field(redis_url, redis_conn):
+    sent = []
+
+    class RecordingConnection(redis.Connection):
+        def pack_commands(self, commands):
+            commands = list(commands)
+            sent.extend(commands)
+            return super().pack_commands(commands)
+
+    connection = redis.Redis.from_url(redis_url, connection_class=RecordingConnection)
+    metrics.configure(connection)
+    try:
+        for _ in range(100):
+            metrics.increment("deliveries_processed", outcome="done")
+            metrics.observe("handler_duration_seconds", 0.2, handler="h")
+        metrics.flush()
+    finally:
+        metrics.configure(None)
+        connection.close()
+
+    processed = redis_conn.hgetall(metrics.family_key("deliveries_processed"))
+    durations = redis_conn.hgetall(metrics.family_key("handler_duration_seconds"))
+    assert processed == {b'["done"]': b"100"}
+    assert durations[b'["h"]|le|0.25'] == b"100"
+    assert b'["h"]|le|0.1' not in durations
+    assert durations[b'["h"]|count'] == b"100"
+    assert float(durations[b'["h"]|sum']) == pytest.approx(20.0)
+    # One command per hash field: the counter, 9 buckets, count and sum.
+    assert len(sent) == 12

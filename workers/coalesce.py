@@ -3,10 +3,14 @@
 Every worker shares the record in Redis: each signature of a delivery's changes
 (``shared.events.signatures``) is claimed with ``SET NX`` by the job that saw it
 first. A delivery whose signatures all belong to other jobs is a copy. A retry
-of the same job finds its own claims and runs again.
-"""
+of the same job finds its own claims and runs again. The claim runs inside the
+script that starts a delivery (``workers.delivery_state``), with the keys and
+the window given here.
 
-import redis
+NOTE: the same transition made again inside the window (state A to B, back to
+A, and to B again within five minutes) shares the first one's signature, so its
+handlers do not run. Plane sends no edit id in v1 that would tell the two apart.
+"""
 
 from shared.events import Event
 from shared.events.signatures import change_signatures
@@ -18,18 +22,6 @@ from shared.redis_client import key
 COALESCE_WINDOW_SECONDS = 300
 
 
-def claim_change(connection: redis.Redis, event: Event, *, owner: str) -> bool:
-    """Claim the event's changes for ``owner``; False when all are claimed already.
-
-    NOTE: the same transition made again inside the window (state A to B, back
-    to A, and to B again within five minutes) shares the first one's signature,
-    so its handlers do not run. Plane sends no edit id in v1 that would tell the
-    two apart.
-    """
-    keys = [key("change", signature) for signature in change_signatures(event)]
-    with connection.pipeline(transaction=False) as pipe:
-        for name in keys:
-            pipe.set(name, owner, nx=True, ex=COALESCE_WINDOW_SECONDS)
-        pipe.mget(keys)
-        *_, owners = pipe.execute()
-    return any(value is not None and value.decode() == owner for value in owners)
+def change_keys(event: Event) -> list[str]:
+    """Return the Redis key that claims each of the event's changes."""
+    return [key("change", signature) for signature in change_signatures(event)]

@@ -2,19 +2,16 @@
 
 Each handler that succeeds is recorded against the job, so when one of three
 handlers fails and RQ retries the job, only the failed one runs again. Copies
-of one edit run the handlers once (``workers.coalesce``). A stop request for an
-agent run is recorded here, by the stop prompt's own job.
+of one edit run the handlers once (``workers.coalesce``), and deliveries for one
+entity run one at a time (``workers.entity_locks``). ``workers.delivery_state``
+does the Redis reads and writes of all three. A stop request for an agent run is
+recorded here, by the stop prompt's own job.
 """
 
 import dataclasses
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import redis
-from redis.exceptions import LockError, LockNotOwnedError
 from rq import get_current_job
 
 from shared import metrics, queues
@@ -29,20 +26,12 @@ from shared.events.names import AGENT_EVENTS
 from shared.installations import STATUS_UNINSTALLED, Installation
 from shared.logs import log_context
 from shared.monitoring import capture_handler_failure
-from shared.redis_client import key
 from shared.registry import Registration
 from workers import runtime
-from workers.coalesce import claim_change
+from workers.delivery_state import DeliveryProgress
 
 logger = logging.getLogger(__name__)
 
-# Completion marks outlive every retry of a job (about 15 minutes in all).
-COMPLETION_MARK_TTL_SECONDS = 24 * 3600
-# Handlers for one entity run one delivery at a time. A delivery that waits
-# longer than ENTITY_LOCK_WAIT_SECONDS goes back to RQ's retry schedule.
-ENTITY_LOCK_LEASE_SECONDS = 20
-ENTITY_LOCK_RENEW_SECONDS = 5
-ENTITY_LOCK_WAIT_SECONDS = 10
 # A delivery Plane keeps rate-limiting is deferred at most this many times, then
 # retried on RQ's normal schedule, so a stuck rate limit cannot loop forever.
 MAX_DEFERRALS = 5
@@ -93,54 +82,23 @@ def _process_delivery(
 
     event = _parse(queues.decode_body(body_b64), delivery_id, fields)
     fields.update(event=event.event, action=event.action)
-
-    installation = context.store.get_by_workspace(event.workspace_id)
-    if installation is None:
-        logger.info("delivery waiting: workspace not installed yet", extra=fields)
-        metrics.increment("deliveries_processed", outcome="waiting_for_install")
-        raise InstallationNotFoundError(
-            f"No installation is stored for workspace {event.workspace_id} yet; "
-            "the delivery will be retried (the install may still be running)."
-        )
-    fields.update(
-        installation_id=installation.id, workspace_slug=installation.workspace_slug
-    )
-    event = dataclasses.replace(event, installation=installation)
-    if installation.status == STATUS_UNINSTALLED:
-        logger.warning("delivery dropped: installation is uninstalled", extra=fields)
-        metrics.increment("deliveries_processed", outcome="dropped_uninstalled")
-        return
-
-    _note_agent_event(context, event, fields)
-    if not claim_change(context.redis, event, owner=completion_key):
-        logger.info(
-            "delivery ignored: another delivery of the same change ran",
-            extra=fields,
-        )
-        metrics.increment("deliveries_processed", outcome="ignored_repeated_change")
-        return
-    if not event.known_action:
-        logger.warning(
-            "delivery has an action Plane is not known to send; only handlers of "
-            "the whole event and catch-all handlers run",
-            extra=fields,
-        )
-
     registrations = context.registry.match_event(event)
-    if not registrations:
-        logger.info("delivery ignored: no handler for this event", extra=fields)
-        metrics.increment("deliveries_processed", outcome="ignored_no_handler")
-        return
-
-    logger.info(
-        "delivery started",
-        extra={**fields, "queued_ms": round((time.time() - received_at) * 1000)},
-    )
-    metrics.observe("delivery_queue_wait_seconds", time.time() - received_at)
-    with _one_delivery_per_entity(context, event, fields):
-        failed, wait_seconds = _run_handlers(
-            context, event, installation, registrations, fields, completion_key
+    with context.deliveries.running(
+        event, owner=completion_key, lock_entity=bool(registrations), fields=fields
+    ) as progress:
+        event = _check_delivery(context, event, progress, registrations, fields)
+        if event is None:
+            return
+        logger.info(
+            "delivery started",
+            extra={**fields, "queued_ms": round((time.time() - received_at) * 1000)},
         )
+        metrics.observe("delivery_queue_wait_seconds", time.time() - received_at)
+        _wait_for_entity(event, progress, fields)
+        failed, wait_seconds = _run_handlers(
+            context, event, progress, registrations, fields
+        )
+
     metrics.increment("deliveries_processed", outcome="failed" if failed else "done")
     if failed and wait_seconds and deferrals < MAX_DEFERRALS:
         queues.enqueue(
@@ -166,56 +124,64 @@ def _process_delivery(
     logger.info("delivery done", extra=fields)
 
 
-@contextmanager
-def _one_delivery_per_entity(context, event: Event, fields: dict) -> Iterator[None]:
-    """Run handlers for one entity (a work item, a comment...) one delivery at a time.
+def _check_delivery(
+    context,
+    event: Event,
+    progress: DeliveryProgress,
+    registrations: list[Registration],
+    fields: dict,
+) -> Event | None:
+    """Return the event with its installation, or None when no handler is to run.
 
-    Agent events are exempt, so a stop request reaches the run it stops. The
-    lock's short lease is renewed while the handlers run, so a killed worker
-    holds the entity for at most ENTITY_LOCK_LEASE_SECONDS.
+    Raises ``InstallationNotFoundError`` while the workspace is not installed.
     """
-    if event.entity_id is None or event.event in AGENT_EVENTS:
-        yield
-        return
-    lock = context.redis.lock(
-        key("lock", "entity", event.workspace_id, event.event, event.entity_id),
-        timeout=ENTITY_LOCK_LEASE_SECONDS,
-        # The renewal thread must see the token the acquiring thread got.
-        thread_local=False,
+    installation = progress.installation
+    if installation is None:
+        logger.info("delivery waiting: workspace not installed yet", extra=fields)
+        metrics.increment("deliveries_processed", outcome="waiting_for_install")
+        raise InstallationNotFoundError(
+            f"No installation is stored for workspace {event.workspace_id} yet; "
+            "the delivery will be retried (the install may still be running)."
+        )
+    fields.update(
+        installation_id=installation.id, workspace_slug=installation.workspace_slug
     )
-    if not lock.acquire(blocking_timeout=ENTITY_LOCK_WAIT_SECONDS):
+    event = dataclasses.replace(event, installation=installation)
+    if installation.status == STATUS_UNINSTALLED:
+        logger.warning("delivery dropped: installation is uninstalled", extra=fields)
+        metrics.increment("deliveries_processed", outcome="dropped_uninstalled")
+        return None
+
+    _note_agent_event(context, event, fields)
+    if not progress.claimed:
         logger.info(
-            "delivery waiting: another delivery of this entity runs", extra=fields
+            "delivery ignored: another delivery of the same change ran",
+            extra=fields,
         )
-        raise EntityBusyError(
-            f"Another delivery for {event.event} {event.entity_id} is running; "
-            "this one will be retried after it."
+        metrics.increment("deliveries_processed", outcome="ignored_repeated_change")
+        return None
+    if not event.known_action:
+        logger.warning(
+            "delivery has an action Plane is not known to send; only handlers of "
+            "the whole event and catch-all handlers run",
+            extra=fields,
         )
-    finished = threading.Event()
-    renewal = threading.Thread(
-        target=_renew_entity_lock, args=(lock, finished, fields), daemon=True
+    if not registrations:
+        logger.info("delivery ignored: no handler for this event", extra=fields)
+        metrics.increment("deliveries_processed", outcome="ignored_no_handler")
+        return None
+    return event
+
+
+def _wait_for_entity(event: Event, progress: DeliveryProgress, fields: dict) -> None:
+    """Wait while another delivery holds the entity; raise if it keeps holding it."""
+    if progress.take_busy_lock(fields):
+        return
+    logger.info("delivery waiting: another delivery of this entity runs", extra=fields)
+    raise EntityBusyError(
+        f"Another delivery for {event.event} {event.entity_id} is running; "
+        "this one will be retried after it."
     )
-    renewal.start()
-    try:
-        yield
-    finally:
-        finished.set()
-        renewal.join(timeout=ENTITY_LOCK_RENEW_SECONDS)
-        try:
-            lock.release()
-        except LockNotOwnedError:
-            logger.warning(
-                "entity lock lease ran out before the handlers ended", extra=fields
-            )
-
-
-def _renew_entity_lock(lock, finished: threading.Event, fields: dict) -> None:
-    while not finished.wait(ENTITY_LOCK_RENEW_SECONDS):
-        try:
-            lock.reacquire()
-        except (LockError, redis.RedisError) as error:
-            logger.warning("entity lock renewal failed: %s", error, extra=fields)
-            return
 
 
 def _parse(body: bytes, delivery_id: str, fields: dict) -> Event:
@@ -253,26 +219,30 @@ def _note_agent_event(context, event: Event, fields: dict) -> None:
 def _run_handlers(
     context,
     event: Event,
-    installation: Installation,
+    progress: DeliveryProgress,
     registrations: list[Registration],
     fields: dict,
-    completion_key: str,
 ) -> tuple[list[str], float]:
     """Run each handler not done yet for this delivery.
 
     Returns the names of the handlers that failed, and the longest wait Plane
     requested through a 429 among those failures (0 when none did).
     """
-    done_key = key("delivery-done", completion_key)
-    done = {name.decode() for name in context.redis.smembers(done_key)}
+    installation = event.installation
     plane = context.bot_client(installation.id)
     failed: list[str] = []
     wait_seconds = 0.0
+    to_run = [
+        r.name
+        for r in registrations
+        if not progress.is_done(r.name)
+        and _reason_to_skip(context, event, installation, r) is None
+    ]
 
     for registration in registrations:
         name = registration.name
         handler_fields = {**fields, "handler": name}
-        if name in done:
+        if progress.is_done(name):
             logger.info(
                 "handler skipped: done in an earlier attempt", extra=handler_fields
             )
@@ -310,10 +280,7 @@ def _run_handlers(
             failed.append(name)
             continue
 
-        with context.redis.pipeline() as pipe:
-            pipe.sadd(done_key, name)
-            pipe.expire(done_key, COMPLETION_MARK_TTL_SECONDS)
-            pipe.execute()
+        progress.handler_done(name, last=name == to_run[-1])
         elapsed = time.perf_counter() - started
         logger.info(
             "handler done",

@@ -24,6 +24,8 @@ from shared.rate_limits import RateBudget
 from shared.redis_client import connect
 from shared.registry import HandlerRegistry, registry
 from shared.settings import Settings
+from workers.delivery_state import DeliveryState
+from workers.entity_locks import EntityLocks
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class WorkerContext:
     store: InstallationStore
     oauth: PlaneOAuthClient
     registry: HandlerRegistry
+    deliveries: DeliveryState
     api_budget: RateBudget | None = None
     agent_heartbeat_seconds: float = HEARTBEAT_INTERVAL_SECONDS
     _clients: dict[str, PlaneClient] = field(default_factory=dict)
@@ -89,6 +92,7 @@ def init(settings: Settings, *, connection: redis.Redis | None = None) -> Worker
         store=InstallationStore.from_settings(connection, settings),
         oauth=oauth,
         registry=registry,
+        deliveries=DeliveryState(connection, EntityLocks(connection)),
         api_budget=RateBudget(
             connection, kind="api", per_minute=settings.api_rate_limit_per_minute
         ),

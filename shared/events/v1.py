@@ -21,8 +21,8 @@ from shared.events import names
 from shared.events.model import AgentPrompt, Change, Event
 from shared.events.schemas import (
     ENTITY_SCHEMAS,
-    ResourceActivitySchema,
-    V1EnvelopeSchema,
+    RESOURCE_ACTIVITY_SCHEMA,
+    V1_ENVELOPE_SCHEMA,
     load,
 )
 
@@ -38,7 +38,7 @@ _WORK_ITEM_DELETED_FIELD = "issue"
 
 def build_v1_event(payload: dict, *, delivery_id: str) -> Event:
     """Validate a v1 envelope and its entity; raises marshmallow's ValidationError."""
-    envelope = load(V1EnvelopeSchema, payload, where="envelope")
+    envelope = load(V1_ENVELOPE_SCHEMA, payload, where="envelope")
     raw_event, raw_action = envelope["event"], envelope["action"]
     event_name = names.canonical_event(raw_event)
     data = envelope["data"] or {}
@@ -51,7 +51,7 @@ def build_v1_event(payload: dict, *, delivery_id: str) -> Event:
     if event_name in names.AGENT_EVENTS:
         prompt = _agent_prompt(data)
     else:
-        activity = load(ResourceActivitySchema, activity, where="activity")
+        activity = load(RESOURCE_ACTIVITY_SCHEMA, activity, where="activity")
 
     action, change = _interpret(event_name, raw_action, activity)
     return Event(

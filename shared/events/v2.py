@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.events import names
 from shared.events.model import Change, Event
-from shared.events.schemas import ENTITY_SCHEMAS, V2EnvelopeSchema, load
+from shared.events.schemas import ENTITY_SCHEMAS, V2_ENVELOPE_SCHEMA, load
 
 # "WebhookScope.ScopeChoices.WORK_ITEM_UPDATED" -> "workitem.updated".
 _SCOPE_CHOICE = re.compile(r"^WebhookScope\.ScopeChoices\.([A-Z_]+)$")
@@ -39,7 +39,7 @@ _PYTHON_NONE = "None"
 
 def build_v2_event(payload: dict, *, delivery_id: str) -> Event:
     """Validate a v2 envelope; raises marshmallow's ValidationError."""
-    envelope = load(V2EnvelopeSchema, payload, where="envelope")
+    envelope = load(V2_ENVELOPE_SCHEMA, payload, where="envelope")
     raw_event = envelope["event"]
     event_name, action, part = _names(raw_event)
     previous = _without_python_none(envelope["previous_attributes"] or {})
