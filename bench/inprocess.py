@@ -221,7 +221,9 @@ def _worker_steps(
             queues.decode_body(queues.encode_body(d.body)),
             delivery_id=d.delivery_id,
         ),
-        "store.get_by_workspace": lambda d: store.get_by_workspace(workspace),
+        "for comparison: store.get_by_workspace, off the delivery path": (
+            lambda d: store.get_by_workspace(workspace)
+        ),
         "the delivery's three INFO log lines": lambda d: log_delivery_lines(
             d.delivery_id, str(uuid.uuid4())
         ),

@@ -177,7 +177,8 @@ def _half_peak_table(plan: Plan, results: IngressResults) -> str:
 
 def _worker_table(plan: Plan, results: WorkerResults) -> str:
     lines = [
-        f"### Worker: {plan.worker_jobs} jobs pre-enqueued per drain",
+        f"### Worker: {plan.worker_jobs} jobs queued before each drain "
+        "(inbox entries for the real path)",
         "",
         f"`python -m workers` ({plan.pool_workers} general `PlaneWorker`s, a "
         "`SimpleWorker` with the JSON serializer and the scheduler loop, plus the "
