@@ -26,7 +26,12 @@ from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from shared import metrics, queues
-from shared.deliveries import INBOX_KEY, InboxEntryError, decode_entry
+from shared.deliveries import (
+    INBOX_KEY,
+    DeliveryQueue,
+    InboxEntryError,
+    decode_entry,
+)
 
 METRICS_PATH = "/metrics"
 
@@ -109,10 +114,13 @@ class RedisCollector:
         entries = self.redis.lrange(INBOX_KEY, 0, 0)
         waiting = GaugeMetricFamily(
             f"{metrics.NAMESPACE}_inbox_deliveries",
-            "Accepted deliveries waiting for a worker pool's inbox mover to make "
-            "them jobs; it grows while no worker pool runs.",
+            "Accepted deliveries not yet made into jobs: waiting for an inbox "
+            "mover (grows while no worker pool runs), claimed by one, or "
+            "rejected as unreadable (kept for a person to inspect).",
+            labels=["state"],
         )
-        waiting.add_metric([], self.redis.llen(INBOX_KEY))
+        for state, count in DeliveryQueue(self.redis).inbox_counts().items():
+            waiting.add_metric([state], count)
         oldest = GaugeMetricFamily(
             f"{metrics.NAMESPACE}_inbox_oldest_delivery_age_seconds",
             "Seconds the oldest delivery in the inbox has waited (0 when empty).",

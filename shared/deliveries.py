@@ -39,6 +39,10 @@ DELIVERY_LOG_TTL_SECONDS = 3 * 24 * 3600
 INBOX_KEY = key("inbox")
 # Entries start with a JSON header line; the raw body follows the newline.
 ENTRY_FORMAT_VERSION = 1
+# The ids of the inbox movers that may hold claimed entries.
+MOVERS_KEY = key("inbox", "movers")
+# Entries the mover cannot read go here, with an ERROR log line, for a person.
+REJECTED_KEY = key("inbox", "rejected")
 
 _ACCEPT_ONCE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
@@ -48,6 +52,11 @@ redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
 return {1, ARGV[1]}
 """
+
+
+def claim_key(mover_id: str) -> str:
+    """Return the list that contains the entries mover ``mover_id`` is moving."""
+    return key("inbox", "claimed", mover_id)
 
 
 class InboxEntryError(ValueError):
@@ -198,3 +207,14 @@ class DeliveryQueue:
     def inbox_length(self) -> int:
         """Return how many accepted deliveries wait for the inbox mover."""
         return self.redis.llen(INBOX_KEY)
+
+    def inbox_counts(self) -> dict[str, int]:
+        """Count inbox entries waiting, claimed by a mover, and rejected."""
+        movers = [raw.decode() for raw in self.redis.smembers(MOVERS_KEY)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(INBOX_KEY)
+            pipe.llen(REJECTED_KEY)
+            for mover_id in movers:
+                pipe.llen(claim_key(mover_id))
+            waiting, rejected, *claimed = pipe.execute()
+        return {"waiting": waiting, "claimed": sum(claimed), "rejected": rejected}

@@ -8,17 +8,17 @@ import time
 import redis
 
 from shared import queues
-from shared.deliveries import INBOX_KEY, DeliveryQueue, decode_entry
-from tests.redis_server import ThrowawayRedis
-from workers.housekeeping import Housekeeper
-from workers.inbox import (
+from shared.deliveries import (
+    INBOX_KEY,
     MOVERS_KEY,
     REJECTED_KEY,
-    InboxMover,
+    DeliveryQueue,
     claim_key,
-    liveness_key,
-    return_abandoned_claims,
+    decode_entry,
 )
+from tests.redis_server import ThrowawayRedis
+from workers.housekeeping import Housekeeper
+from workers.inbox import InboxMover, liveness_key, return_abandoned_claims
 
 
 def accept(redis_conn, count: int, *, start: int = 0) -> list[str]:
@@ -145,6 +145,11 @@ def test_live_movers_claims_stay(redis_conn):
 
     assert returned == 0
     assert redis_conn.llen(claim_key(alive.mover_id)) == 3
+    assert DeliveryQueue(redis_conn).inbox_counts() == {
+        "waiting": 2,
+        "claimed": 3,
+        "rejected": 0,
+    }
     assert alive.move_batch() == 3
     assert len(queued_job_ids(redis_conn)) == 3
 
@@ -238,3 +243,49 @@ def test_housekeeper_returns_dead_claims(redis_conn):
     assert not redis_conn.exists(claim_key(dead.mover_id))
     assert InboxMover(redis_conn).move_batch() == 2
     assert queued_job_ids(redis_conn) == job_ids
+
+
+# A version 1 header whose timestamp is beyond what datetime accepts.
+OUT_OF_RANGE_ENTRY = (
+    b'{"v":1,"job_id":"poison","delivery_id":"poison","received_at":1e300,'
+    b'"event":"issue","action":"created"}\n{}'
+)
+
+
+def test_out_of_range_entry_is_set_aside(redis_conn):
+    redis_conn.rpush(INBOX_KEY, OUT_OF_RANGE_ENTRY)
+    job_ids = accept(redis_conn, 2)
+
+    moved = InboxMover(redis_conn).move_batch()
+
+    assert moved == 3
+    assert queued_job_ids(redis_conn) == job_ids
+    assert redis_conn.lrange(REJECTED_KEY, 0, -1) == [OUT_OF_RANGE_ENTRY]
+
+
+def test_run_survives_unexpected_error(redis_conn, monkeypatch, caplog):
+    job_ids = accept(redis_conn, 1)
+    mover = InboxMover(redis_conn)
+    original = mover.move_batch
+    calls = []
+
+    def fail_first_call(wait_seconds: float = 0) -> int:
+        calls.append(wait_seconds)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the mover")
+        return original(wait_seconds)
+
+    monkeypatch.setattr(mover, "move_batch", fail_first_call)
+    stop = threading.Event()
+    runner = threading.Thread(target=mover.run, args=(stop,))
+    with caplog.at_level(logging.ERROR, logger="workers.inbox"):
+        runner.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not queued_job_ids(redis_conn):
+            time.sleep(0.05)
+        stop.set()
+        runner.join(timeout=5)
+
+    assert "inbox mover failed unexpectedly" in caplog.text
+    assert queued_job_ids(redis_conn) == job_ids
+    assert not runner.is_alive()

@@ -192,9 +192,11 @@ def test_inbox_counts_unmoved_deliveries(client, redis_conn, standin):
     move_inbox(redis_conn)
     after = scrape(client)
 
-    assert before[("planeapp_inbox_deliveries", ())] == 2
+    assert before[("planeapp_inbox_deliveries", (("state", "waiting"),))] == 2
+    assert before[("planeapp_inbox_deliveries", (("state", "claimed"),))] == 0
+    assert before[("planeapp_inbox_deliveries", (("state", "rejected"),))] == 0
     assert 0.05 <= before[("planeapp_inbox_oldest_delivery_age_seconds", ())] < 60
-    assert after[("planeapp_inbox_deliveries", ())] == 0
+    assert after[("planeapp_inbox_deliveries", (("state", "waiting"),))] == 0
     assert after[("planeapp_inbox_oldest_delivery_age_seconds", ())] == 0
 
 

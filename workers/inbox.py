@@ -27,8 +27,11 @@ from shared import queues
 from shared.deliveries import (
     DELIVERY_LOG_TTL_SECONDS,
     INBOX_KEY,
+    MOVERS_KEY,
+    REJECTED_KEY,
     InboxEntry,
     InboxEntryError,
+    claim_key,
     decode_entry,
 )
 from shared.redis_client import key
@@ -47,9 +50,6 @@ LIVENESS_RENEW_SECONDS = 2
 ERROR_BACKOFF_SECONDS = 0.5
 MAX_ERROR_BACKOFF_SECONDS = 5
 
-MOVERS_KEY = key("inbox", "movers")
-# Entries the mover cannot read go here, with an ERROR log line, for a person.
-REJECTED_KEY = key("inbox", "rejected")
 
 _CLAIM = """
 redis.call('SADD', KEYS[3], ARGV[2])
@@ -179,11 +179,6 @@ class DeliveryJobTemplate:
         return job.key, job.to_dict()
 
 
-def claim_key(mover_id: str) -> str:
-    """Return the list that contains the entries mover ``mover_id`` is moving."""
-    return key("inbox", "claimed", mover_id)
-
-
 def liveness_key(mover_id: str) -> str:
     """Return the key whose expiry marks mover ``mover_id`` as dead."""
     return key("inbox", "mover", mover_id)
@@ -229,13 +224,18 @@ class InboxMover:
         return self._write_jobs(entries)
 
     def run(self, stop: threading.Event) -> None:
-        """Move entries until ``stop`` is set, riding out Redis failures."""
+        """Move entries until ``stop`` is set, riding out any failure.
+
+        The thread must not die: with no mover, accepted deliveries would wait
+        in the inbox while the pool looks healthy.
+        """
         backoff = ERROR_BACKOFF_SECONDS
         logger.info("inbox mover started", extra={"mover": self.mover_id})
         while not stop.is_set():
             try:
                 self.move_batch(wait_seconds=WAIT_SECONDS)
                 backoff = ERROR_BACKOFF_SECONDS
+                continue
             except redis.RedisError as error:
                 logger.error(
                     "inbox mover paused: Redis failed (%s); accepted deliveries "
@@ -244,8 +244,14 @@ class InboxMover:
                     backoff,
                     extra={"mover": self.mover_id},
                 )
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_ERROR_BACKOFF_SECONDS)
+            except Exception:
+                logger.exception(
+                    "inbox mover failed unexpectedly; retrying in %.1f s",
+                    backoff,
+                    extra={"mover": self.mover_id},
+                )
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_ERROR_BACKOFF_SECONDS)
         self._release_liveness()
         logger.info("inbox mover stopped", extra={"mover": self.mover_id})
 
@@ -257,17 +263,26 @@ class InboxMover:
         for raw in entries:
             try:
                 entry = decode_entry(raw)
-            except InboxEntryError as error:
+                job_key, fields = template.fields_for(entry)
+                packed = pack_fields(fields)
+            except (
+                InboxEntryError,
+                ArithmeticError,
+                OSError,
+                TypeError,
+                ValueError,
+            ) as error:
+                # One unreadable entry must not stop the entries behind it.
                 logger.error(
                     "inbox entry rejected: %s; it is kept in %s for inspection",
                     error,
                     REJECTED_KEY,
                 )
                 rejected.append(raw)
+                template = DeliveryJobTemplate(self.queue)
                 continue
-            job_key, fields = template.fields_for(entry)
             job_keys.append(job_key)
-            job_args.extend([pack_fields(fields), entry.job_id])
+            job_args.extend([packed, entry.job_id])
 
         written = self._commit(
             keys=[
