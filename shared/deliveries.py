@@ -173,11 +173,17 @@ class DeliveryQueue:
         )
 
     def replay(self, job: Job, *, reason: str) -> Job:
-        """Enqueue a new job with the same arguments, bypassing the dedupe key."""
+        """Enqueue a new job with the same arguments, bypassing every dedupe.
+
+        The new job has its own completion set, so every handler runs again,
+        and it skips the worker's claim on the change, which would otherwise
+        drop it within five minutes of the first run.
+        """
         return queues.enqueue(
             self.queue,
             queues.DELIVERY_JOB,
-            args=tuple(job.args),
+            args=tuple(job.args)[:3],
+            kwargs={"replay": True},
             description=f"{job.description} (replay: {reason})",
             job_timeout=queues.DELIVERY_JOB_TIMEOUT_SECONDS,
             retry_intervals=queues.DELIVERY_RETRY_INTERVALS_SECONDS,

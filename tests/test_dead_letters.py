@@ -9,7 +9,8 @@ from rq import Queue
 
 from shared import queues
 from shared.deliveries import DeliveryQueue
-from tests.jobs import move_inbox
+from tests.delivery_flow import worker_context
+from tests.jobs import move_inbox, perform_next_job
 from tests.test_manage_commands import manage
 from workers.pool import PlaneWorker
 
@@ -104,3 +105,23 @@ def test_replay_delivery_still_in_inbox(redis_url, standin, redis_conn):
     assert result.returncode == 1
     assert "still waits in the inbox" in result.stderr
     assert redis_conn.llen("planeapp:inbox") == 1
+
+
+def test_replay_delivery_runs_handlers_again(redis_url, standin, redis_conn):
+    context = worker_context(redis_url, redis_conn, standin)
+    runs = []
+
+    @context.registry.on("issue", "created")
+    def record(event, plane):
+        runs.append(event.delivery_id)
+
+    accept_delivery(redis_conn, "5c0d1e2f-0000-4000-8000-00000000dd03")
+    perform_next_job(redis_conn, [queues.DELIVERY_QUEUE])
+
+    result = manage(
+        redis_url, standin, "replay-delivery", "5c0d1e2f-0000-4000-8000-00000000dd03"
+    )
+    perform_next_job(redis_conn, [queues.DELIVERY_QUEUE])
+
+    assert result.returncode == 0, result.stderr
+    assert runs == ["5c0d1e2f-0000-4000-8000-00000000dd03"] * 2

@@ -159,6 +159,7 @@ def test_failing_handler_retried_then_dead_lettered(stack, redis_url):
         assert interval - EARLY_SECONDS <= waited <= interval + EARLY_SECONDS
     assert job.retries_left == 0
     assert job.get_status().value == "failed"
+    assert connection.ttl(key("delivery-done", job_id)) > 6 * 24 * 3600
     assert "HandlerFailedError" in result.exc_string
     assert FAILING_HANDLER in result.exc_string
     assert FAILURE_MESSAGE in worker_output

@@ -55,17 +55,22 @@ def process_delivery(
     received_at: float,
     completion_key: str | None = None,
     deferrals: int = 0,
+    replay: bool = False,
 ) -> None:
     """Run the registered handlers for one webhook delivery.
 
     ``completion_key`` names the set of handlers already done; a deferred copy
     of a job passes its original job id so finished handlers stay finished.
+    A ``replay`` (``manage.py replay-delivery``) skips the coalescing claim, so
+    an operator's replay runs even within the window that drops repeats.
     """
     job = get_current_job()
     job_id = job.id if job else "-"
     attempt = queues.attempt_number(job)
     with log_context(delivery_id=delivery_id, job_id=job_id, attempt=attempt):
-        _process_delivery(body_b64, delivery_id, received_at, completion_key, deferrals)
+        _process_delivery(
+            body_b64, delivery_id, received_at, completion_key, deferrals, replay
+        )
 
 
 def _process_delivery(
@@ -74,6 +79,7 @@ def _process_delivery(
     received_at: float,
     completion_key: str | None,
     deferrals: int,
+    replay: bool,
 ) -> None:
     context = runtime.current()
     job = get_current_job()
@@ -84,7 +90,11 @@ def _process_delivery(
     fields.update(event=event.event, action=event.action)
     registrations = context.registry.match_event(event)
     with context.deliveries.running(
-        event, owner=completion_key, lock_entity=bool(registrations), fields=fields
+        event,
+        owner=completion_key,
+        lock_entity=bool(registrations),
+        claim_changes=not replay,
+        fields=fields,
     ) as progress:
         event = _check_delivery(context, event, progress, registrations, fields)
         if event is None:
@@ -105,7 +115,11 @@ def _process_delivery(
             queues.get_queue(queues.DELIVERY_QUEUE, context.redis),
             queues.DELIVERY_JOB,
             args=(body_b64, delivery_id, received_at),
-            kwargs={"completion_key": completion_key, "deferrals": deferrals + 1},
+            kwargs={
+                "completion_key": completion_key,
+                "deferrals": deferrals + 1,
+                "replay": replay,
+            },
             description=f"delivery {delivery_id} {event.event}.{event.action}",
             job_timeout=queues.DELIVERY_JOB_TIMEOUT_SECONDS,
             retry_intervals=queues.DELIVERY_RETRY_INTERVALS_SECONDS,

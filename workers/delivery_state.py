@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
+from rq.job import Job
 
+from shared import queues
 from shared.events import Event
 from shared.installations import (
     STATUS_UNINSTALLED,
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 # Completion marks outlive every retry of a job (about 15 minutes in all).
 COMPLETION_MARK_TTL_SECONDS = 24 * 3600
+# A dead letter's marks live as long as the dead letter, and a day more, so a
+# replay a week later still skips the handlers that succeeded.
+DEAD_LETTER_MARK_TTL_SECONDS = queues.FAILED_JOB_TTL_SECONDS + 24 * 3600
 
 # KEYS: the workspace's installation id, the completion set, ARGV[4] change
 # claims, and then the entity lock when one is to be taken.
@@ -39,7 +44,8 @@ COMPLETION_MARK_TTL_SECONDS = 24 * 3600
 # installation's fields and, unless it is uninstalled, whether the change was
 # claimed and the lock taken, and the handlers done. Nothing is claimed for a
 # missing or uninstalled installation, and the lock is taken only for a claimed
-# change. One JSON string parses faster in redis-py than nested replies.
+# change. With no claims (an operator's replay) the change counts as claimed.
+# One JSON string parses faster in redis-py than nested replies.
 # NOTE: the script reads the installation hash under a key built from the id it
 # reads first, which Redis Cluster would reject. The app runs on one Redis, as
 # RQ requires.
@@ -64,7 +70,7 @@ local last_claim = 2 + tonumber(ARGV[4])
 for i = 3, last_claim do
   redis.call('SET', KEYS[i], ARGV[2], 'NX', 'EX', ARGV[3])
 end
-local claimed = false
+local claimed = last_claim == 2
 for i = 3, last_claim do
   if redis.call('GET', KEYS[i]) == ARGV[2] then
     claimed = true
@@ -127,16 +133,25 @@ class DeliveryState:
 
     @contextmanager
     def running(
-        self, event: Event, *, owner: str, lock_entity: bool, fields: dict
+        self,
+        event: Event,
+        *,
+        owner: str,
+        lock_entity: bool,
+        fields: dict,
+        claim_changes: bool = True,
     ) -> Iterator["DeliveryProgress"]:
         """Start a delivery, and finish it however the block ends.
 
         ``owner`` is the completion key, which claims the changes and names the
         set of handlers done. With ``lock_entity`` the event's entity is locked when
-        it is free. ``fields`` go on the lock's log lines.
+        it is free. Without ``claim_changes`` the delivery counts as claimed
+        whoever ran the same change before. ``fields`` go on the lock's log lines.
         """
         lock = self.entity_locks.lock_for(event) if lock_entity else None
-        progress = DeliveryProgress(self, owner, self._start(event, owner, lock), lock)
+        claims = change_keys(event) if claim_changes else []
+        start = self._start(event, owner, claims, lock)
+        progress = DeliveryProgress(self, owner, start, lock)
         try:
             if progress.locked:
                 self.entity_locks.renew(lock, fields)
@@ -145,9 +160,8 @@ class DeliveryState:
             progress.finish(fields)
 
     def _start(
-        self, event: Event, owner: str, lock: EntityLock | None
+        self, event: Event, owner: str, claims: list[str], lock: EntityLock | None
     ) -> DeliveryStart:
-        claims = change_keys(event)
         keys = [key("workspace", event.workspace_id), _done_key(owner), *claims]
         if lock is not None:
             keys.append(lock.name)
@@ -257,6 +271,25 @@ class DeliveryProgress:
             logger.warning(
                 "entity lock lease ran out before the handlers ended", extra=fields
             )
+
+
+def keep_marks_of_dead_letter(job: Job) -> None:
+    """Keep a delivery job's completion marks as long as its dead letter.
+
+    Call it when RQ gives up on the job; the marks' usual lifetime is a day.
+    """
+    if job.func_name != queues.DELIVERY_JOB:
+        return
+    owner = (job.kwargs or {}).get("completion_key") or job.id
+    try:
+        job.connection.expire(_done_key(owner), DEAD_LETTER_MARK_TTL_SECONDS)
+    except redis.RedisError as error:
+        logger.warning(
+            "could not extend the completion marks of a dead letter; a replay "
+            "after a day runs every handler again: %s",
+            error,
+            extra={"job_id": job.id},
+        )
 
 
 def _done_key(owner: str) -> str:

@@ -43,6 +43,7 @@ from shared.redis_client import connect
 from shared.settings import Settings, load_settings
 from workers import runtime
 from workers.delivery import HandlerFailedError
+from workers.delivery_state import keep_marks_of_dead_letter
 from workers.housekeeping import Housekeeper
 from workers.inbox import InboxMover
 
@@ -191,6 +192,8 @@ class PlaneWorker(SimpleWorker):
         metrics.increment(
             "job_failures", queue=job.origin, final=str(not job.retries_left).lower()
         )
+        if not job.retries_left:
+            keep_marks_of_dead_letter(job)
         # Handlers' failures were sent as they happened; an expected error is
         # sent only once no retry is left.
         if not isinstance(error, HandlerFailedError) and not (
@@ -215,6 +218,8 @@ def _log_abandoned_job(job, exc_type, exc_value, traceback) -> bool:
                 "retries_left": job.retries_left,
             },
         )
+        if not job.retries_left:
+            keep_marks_of_dead_letter(job)
     return True  # let the next handler run too
 
 
