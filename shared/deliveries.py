@@ -6,8 +6,8 @@ and sets the dedupe key, appends the delivery to the inbox list and records the
 delivery id, all or nothing: a crash between "seen" and "stored" cannot drop an
 event, and two copies arriving together cannot both get through.
 
-The web process stores only the raw body and a short header, which costs about
-what one ``LPUSH`` costs. The worker pool's inbox mover (``workers.inbox``) turns
+The web process stores only the raw body and a short header, in one round
+trip like a single ``LPUSH``. The worker pool's inbox mover (``workers.inbox``) turns
 inbox entries into RQ jobs, with the job id chosen here, so the delivery log and
 the duplicate responses can name the job before it exists.
 """
@@ -22,6 +22,7 @@ import redis
 from rq.job import Job
 
 from shared import queues
+from shared.logs import INVALID_DELIVERY_ID, MISSING_DELIVERY_ID
 from shared.redis_client import key
 
 logger = logging.getLogger(__name__)
@@ -44,13 +45,25 @@ MOVERS_KEY = key("inbox", "movers")
 # Entries the mover cannot read go here, with an ERROR log line, for a person.
 REJECTED_KEY = key("inbox", "rejected")
 
+# KEYS: dedupe key, inbox, delivery log key. ARGV: job id, dedupe TTL (s),
+# delivery log TTL (s), inbox entry, "1" to record the delivery id.
+# A repeat's delivery id is recorded against the first copy's job, so a
+# replay by the id of any copy finds it.
 _ACCEPT_ONCE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return {0, redis.call('GET', KEYS[1])}
+local job_id = ARGV[1]
+local accepted = redis.call('SET', KEYS[1], job_id, 'NX', 'EX', ARGV[2])
+if accepted then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+else
+  job_id = redis.call('GET', KEYS[1])
 end
-redis.call('RPUSH', KEYS[2], ARGV[4])
-redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
-return {1, ARGV[1]}
+if ARGV[5] == '1' then
+  redis.call('SET', KEYS[3], job_id, 'EX', ARGV[3])
+end
+if accepted then
+  return {1, job_id}
+end
+return {0, job_id}
 """
 
 
@@ -122,6 +135,11 @@ class EnqueueResult:
     dedupe_key: str
 
 
+def _has_own_id(delivery_id: str) -> bool:
+    """Tell whether a delivery id names one delivery, not a stand-in for none."""
+    return delivery_id not in (MISSING_DELIVERY_ID, INVALID_DELIVERY_ID)
+
+
 def dedupe_key_for(body: bytes, payload: dict) -> str:
     """Return the key that identifies one event across Plane's retries.
 
@@ -166,6 +184,7 @@ class DeliveryQueue:
                 DEDUPE_TTL_SECONDS,
                 DELIVERY_LOG_TTL_SECONDS,
                 encode_entry(entry),
+                "1" if _has_own_id(delivery_id) else "0",
             ],
         )
         return EnqueueResult(

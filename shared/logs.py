@@ -132,10 +132,15 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# What safe_delivery_id returns for a missing or an unusable header.
+MISSING_DELIVERY_ID = "-"
+INVALID_DELIVERY_ID = "(invalid)"
+
+
 def safe_delivery_id(value: str | None) -> str:
     """Return a delivery id fit for a log line: a header is attacker-controlled."""
     if not value:
-        return "-"
+        return MISSING_DELIVERY_ID
     if len(value) <= 64 and all(c.isalnum() or c == "-" for c in value):
         return value
-    return "(invalid)"
+    return INVALID_DELIVERY_ID

@@ -119,3 +119,24 @@ def test_dedupe_key_expires_after_retry_window(client, redis_conn):
     ttls = [redis_conn.ttl(name) for name in redis_conn.scan_iter("planeapp:dedupe:*")]
     assert len(ttls) == 1
     assert 3600 < ttls[0] <= 2 * 3600
+
+
+def test_resend_id_finds_first_job(client, redis_conn):
+    post(client, BODY_A, SIGNATURE_A, delivery="5c0d1e2f-0000-4000-8000-000000001301")
+    post(client, BODY_A, SIGNATURE_A, delivery="5c0d1e2f-0000-4000-8000-000000001302")
+    deliveries = DeliveryQueue(redis_conn)
+
+    first = deliveries.job_id_for_delivery("5c0d1e2f-0000-4000-8000-000000001301")
+    resend = deliveries.job_id_for_delivery("5c0d1e2f-0000-4000-8000-000000001302")
+
+    assert first is not None
+    assert resend == first
+
+
+@pytest.mark.parametrize("header", ["", "not a delivery id!"])
+def test_unusable_delivery_id_not_logged(client, redis_conn, header):
+    response = post(client, BODY_A, SIGNATURE_A, delivery=header)
+
+    assert response.status_code == 202
+    assert list(redis_conn.scan_iter("planeapp:delivery:*")) == []
+    assert len(delivery_jobs(redis_conn)) == 1

@@ -56,6 +56,8 @@ RESTART_PAUSE_SECONDS = 5
 # Platforms send SIGKILL about 30 s after SIGTERM; stop waiting a little before.
 SHUTDOWN_GRACE_SECONDS = 25
 SUPERVISOR_POLL_SECONDS = 0.5
+# The inbox mover gets this long to finish its batch when the pool stops.
+MOVER_STOP_SECONDS = 3
 
 # A running job's execution is renewed every HEARTBEAT_INTERVAL_SECONDS with a
 # lifetime of EXECUTION_TTL_SECONDS. When a worker dies (SIGKILL, a lost
@@ -330,7 +332,10 @@ class Supervisor:
 
     def _stop_all(self) -> int:
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        # The mover finishes the batch in hand first; it blocks at most
+        # WAIT_SECONDS between batches.
         self.mover_stop.set()
+        self.mover_thread.join(timeout=MOVER_STOP_SECONDS)
         for process in self.processes.values():
             process.join(timeout=max(0.0, deadline - time.monotonic()))
         for role, process in self.processes.items():
@@ -340,8 +345,11 @@ class Supervisor:
                     extra={"role": role, "pid": process.pid},
                 )
                 process.kill()
-        # The mover finishes the batch in hand; it waits at most WAIT_SECONDS.
-        self.mover_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.mover_thread.is_alive():
+            logger.error(
+                "inbox mover did not stop in time; a new mover takes its claimed "
+                "deliveries back within about 15 s"
+            )
         logger.info("worker pool stopped")
         return 0
 
