@@ -222,7 +222,7 @@ class DeliveryQueue:
         return queues.fetch_job(job_id, self.redis) if job_id else None
 
     def waits_in_inbox(self, job_id: str) -> bool:
-        """Return whether the inbox still holds the entry of ``job_id``.
+        """Return whether the inbox still contains the entry of ``job_id``.
 
         It reads the whole inbox, so it is meant for commands, not requests.
         """
