@@ -187,8 +187,8 @@ def wait_until_up(url: str, processes: Processes) -> None:
         try:
             if requests.get(url, timeout=1).status_code < 500:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its workers are still starting
         time.sleep(0.2)
     raise SystemExit(
         f"{url} did not respond within {STARTUP_TIMEOUT_SECONDS} s; "

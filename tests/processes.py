@@ -78,8 +78,8 @@ def wait_for_http(url: str, process: AppProcess, timeout: float = 30) -> None:
         try:
             if requests.get(url, timeout=5).status_code < 500:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its workers are still starting
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer in {timeout} s:\n{process.output()}")
 
