@@ -5,6 +5,7 @@ Everything talks over loopback to a real Redis, the way ``make demo`` runs it.
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 
@@ -16,6 +17,7 @@ from tests.redis_server import free_port
 
 STANDIN_CLIENT_SECRET = "e2e-client-secret-0123456789abcdef"
 JOB_TIMEOUT_SECONDS = 30
+PORT_ATTEMPTS = 5
 
 
 @dataclass
@@ -74,15 +76,25 @@ def start_stack(
     ``echo_api_changes`` the stand-in sends the app's own API writes back as
     webhooks, as Plane does.
     """
-    port = free_port()
-    web_url = f"http://127.0.0.1:{port}"
-    standin = StandIn(
-        webhook_url=f"{web_url}/webhooks/plane",
-        webhook_secret=CASE_SECRET,
-        client_secret=STANDIN_CLIENT_SECRET,
-        redirect_uris=[f"{web_url}/oauth/callback"],
-        webhooks_for_api_changes=echo_api_changes,
-    ).start()
+    # The web port is chosen before the stand-in binds a free port of its own,
+    # which the kernel may hand out again; retry until the two differ.
+    for _ in range(PORT_ATTEMPTS):
+        port = free_port()
+        web_url = f"http://127.0.0.1:{port}"
+        standin = StandIn(
+            webhook_url=f"{web_url}/webhooks/plane",
+            webhook_secret=CASE_SECRET,
+            client_secret=STANDIN_CLIENT_SECRET,
+            redirect_uris=[f"{web_url}/oauth/callback"],
+            webhooks_for_api_changes=echo_api_changes,
+        ).start()
+        if urlsplit(standin.url).port != port:
+            break
+        standin.stop()
+    else:
+        raise AssertionError(
+            f"no free web port apart from the stand-in's in {PORT_ATTEMPTS} tries"
+        )
     env = make_environ(
         redis_url,
         PLANE_BASE_URL=standin.url,

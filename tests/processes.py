@@ -70,13 +70,17 @@ class AppProcess:
 
 
 def wait_for_http(url: str, process: AppProcess, timeout: float = 30) -> None:
-    """Wait until ``url`` returns a status below 500; else fail with the output."""
+    """Wait until ``url`` returns 200; else fail with the output.
+
+    Only 200 counts, so another server on the same port, which would return
+    404 for the app's paths, is not taken for the app.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
             raise AssertionError(f"{process.name} exited early:\n{process.output()}")
         try:
-            if requests.get(url, timeout=5).status_code < 500:
+            if requests.get(url, timeout=5).status_code == 200:
                 return
         except (requests.ConnectionError, requests.Timeout):
             pass  # not listening yet, or its workers are still starting

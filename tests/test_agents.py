@@ -114,6 +114,22 @@ def test_heartbeat_keeps_long_run_alive(harness):
     assert bodies[-1] == "<p>Finally.</p>"
 
 
+def test_no_heartbeat_after_response(harness):
+    harness.context.agent_heartbeat_seconds = 0.05
+
+    @harness.registry.on_agent_prompt
+    def answer_then_linger(event, plane):
+        event.agent.response("<p>Answered.</p>")
+        time.sleep(0.3)
+
+    run = harness.mention_bot()
+    harness.perform_received()
+
+    bodies = [a["content"]["body"] for a in harness.agent_activities(run["id"])]
+    assert bodies[-1] == "<p>Answered.</p>"
+    assert bodies.count("<p>Answered.</p>") == 1
+
+
 def test_stop_request_ends_running_agent(harness):
     started = threading.Event()
     steps = []

@@ -99,19 +99,16 @@ class AgentSession:
 
     def response(self, body: str) -> None:
         """Post the reply to the member, which Plane adds as a comment in the thread."""
-        self._send(build_activity("response", body=body))
-        self.answered = True
+        self._send(build_activity("response", body=body), final=True)
 
     def elicitation(self, body: str, **signal) -> None:
         """Ask the member a question; the run waits for the reply."""
-        self._send(build_activity("elicitation", body=body, **signal))
-        self.answered = True
+        self._send(build_activity("elicitation", body=body, **signal), final=True)
 
     def error(self, body: str, *, signal_metadata: dict | None = None) -> None:
         """Report a failure; Plane marks the run failed."""
         activity = build_activity("error", body=body, signal_metadata=signal_metadata)
-        self._send(activity)
-        self.answered = True
+        self._send(activity, final=True)
 
     # Stop requests
 
@@ -148,10 +145,8 @@ class AgentSession:
 
     def _beat(self) -> None:
         while not self._closed.wait(self._seconds_to_next_beat()):
-            if time.monotonic() - self._last_sent < self.heartbeat_seconds:
-                continue
             try:
-                self._send(build_activity("thought", body=HEARTBEAT_THOUGHT))
+                self._send_heartbeat()
             except Exception:  # the handler's thread must not die with the beat
                 logger.exception("agent heartbeat failed", extra=self.log_fields())
 
@@ -159,17 +154,37 @@ class AgentSession:
         elapsed = time.monotonic() - self._last_sent
         return max(0.05, self.heartbeat_seconds - elapsed)
 
-    def _send(self, activity: dict) -> None:
+    def _send_heartbeat(self) -> None:
+        """Send a heartbeat thought unless the run was answered or spoke lately.
+
+        The check runs under the send lock, so a heartbeat that waited for the
+        handler's final reply is dropped instead of following it.
+        """
         with self._send_lock:
-            self.plane.agent_runs.activities.create(
-                self.event.workspace_slug,
-                self.run_id,
-                CreateAgentRunActivity(**activity),
-            )
-            self._last_sent = time.monotonic()
+            quiet_for = time.monotonic() - self._last_sent
+            if self.answered or self._closed.is_set():
+                return
+            if quiet_for < self.heartbeat_seconds:
+                return
+            self._create(build_activity("thought", body=HEARTBEAT_THOUGHT))
+
+    def _send(self, activity: dict, *, final: bool = False) -> None:
+        with self._send_lock:
+            self._create(activity)
+            if final:
+                self.answered = True
         logger.debug(
             "agent activity sent", extra={**self.log_fields(), "type": activity["type"]}
         )
+
+    def _create(self, activity: dict) -> None:
+        """Post one activity; the caller holds the send lock."""
+        self.plane.agent_runs.activities.create(
+            self.event.workspace_slug,
+            self.run_id,
+            CreateAgentRunActivity(**activity),
+        )
+        self._last_sent = time.monotonic()
 
     def log_fields(self) -> dict:
         return {"delivery_id": self.event.delivery_id, "agent_run_id": self.run_id}
