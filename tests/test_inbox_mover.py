@@ -289,3 +289,19 @@ def test_run_survives_unexpected_error(redis_conn, monkeypatch, caplog):
     assert "inbox mover failed unexpectedly" in caplog.text
     assert queued_job_ids(redis_conn) == job_ids
     assert not runner.is_alive()
+
+
+def test_existing_job_never_overwritten(redis_conn, caplog):
+    [job_id] = accept(redis_conn, 1)
+    entry = redis_conn.lindex(INBOX_KEY, 0)
+    InboxMover(redis_conn).move_batch()
+    stored = redis_conn.hgetall(f"rq:job:{job_id}")
+    redis_conn.rpush(INBOX_KEY, entry)
+
+    with caplog.at_level(logging.ERROR, logger="workers.inbox"):
+        moved = InboxMover(redis_conn).move_batch()
+
+    assert moved == 1
+    assert redis_conn.hgetall(f"rq:job:{job_id}") == stored
+    assert queued_job_ids(redis_conn) == [job_id]
+    assert "a job with its id already exists" in caplog.text

@@ -65,6 +65,8 @@ return entries
 #       set of movers, then one job hash key per job.
 # ARGV: entries claimed, mover id, lease ms, rejected count, the rejected
 #       entries, then per job its packed fields (see ``pack_fields``) and its id.
+# Returns -1 when the claim was lost, else the job ids that already existed,
+# whose jobs are left as they are: a job is never overwritten.
 _COMMIT = """
 local function unpack_fields(packed)
   local fields = {}
@@ -88,16 +90,21 @@ for index = 1, tonumber(ARGV[4]) do
   redis.call('RPUSH', KEYS[5], ARGV[position])
   position = position + 1
 end
+local existing = {}
 for index = 7, #KEYS do
-  redis.call('HSET', KEYS[index], unpack(unpack_fields(ARGV[position])))
-  redis.call('RPUSH', KEYS[3], ARGV[position + 1])
+  if redis.call('EXISTS', KEYS[index]) == 1 then
+    existing[#existing + 1] = ARGV[position + 1]
+  else
+    redis.call('HSET', KEYS[index], unpack(unpack_fields(ARGV[position])))
+    redis.call('RPUSH', KEYS[3], ARGV[position + 1])
+  end
   position = position + 2
 end
 if #KEYS > 6 then
   redis.call('SADD', KEYS[4], KEYS[3])
 end
 redis.call('DEL', KEYS[1])
-return #KEYS - 6
+return existing
 """
 
 # KEYS: claim list, liveness key, inbox, set of movers. ARGV: mover id.
@@ -284,7 +291,7 @@ class InboxMover:
             job_keys.append(job_key)
             job_args.extend([packed, entry.job_id])
 
-        written = self._commit(
+        existing = self._commit(
             keys=[
                 self._claim_key,
                 self._liveness_key,
@@ -303,7 +310,7 @@ class InboxMover:
                 *job_args,
             ],
         )
-        if written == -1:
+        if existing == -1:
             logger.warning(
                 "inbox mover lost its claim after a pause; the housekeeper had "
                 "already returned %d entries to the inbox",
@@ -311,6 +318,12 @@ class InboxMover:
                 extra={"mover": self.mover_id},
             )
             return 0
+        for job_id in existing:
+            logger.error(
+                "inbox entry dropped: a job with its id already exists and was "
+                "left unchanged",
+                extra={"mover": self.mover_id, "job_id": job_id.decode()},
+            )
         return len(entries)
 
     def _renew_liveness(self) -> None:
