@@ -272,7 +272,10 @@ def _targets_table(ingress: IngressResults, worker: WorkerResults) -> str:
     ]
     lines = ["### Targets", "", "| target | measured | met |", "|---|---:|---|"]
     for target, measured, met in rows:
-        verdict = "no target" if met is None else ("yes" if met else "no")
+        if met is None:
+            verdict = "no target"
+        else:
+            verdict = "yes" if met else "no"
         lines.append(f"| {target} | {measured} | {verdict} |")
     return "\n".join(lines)
 

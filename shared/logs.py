@@ -132,7 +132,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# What safe_delivery_id returns for a missing or an unusable header.
+# Placeholders safe_delivery_id returns for a missing or an unusable header.
 MISSING_DELIVERY_ID = "-"
 INVALID_DELIVERY_ID = "(invalid)"
 

@@ -77,7 +77,7 @@ def start_stack(
     webhooks, as Plane does.
     """
     # The web port is chosen before the stand-in binds a free port of its own,
-    # which the kernel may hand out again; retry until the two differ.
+    # and the kernel may hand out the same port again. Retry until they differ.
     for _ in range(PORT_ATTEMPTS):
         port = free_port()
         web_url = f"http://127.0.0.1:{port}"

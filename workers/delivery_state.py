@@ -145,8 +145,9 @@ class DeliveryState:
 
         ``owner`` is the completion key, which claims the changes and names the
         set of handlers done. With ``lock_entity`` the event's entity is locked when
-        it is free. Without ``claim_changes`` the delivery counts as claimed
-        whoever ran the same change before. ``fields`` go on the lock's log lines.
+        it is free. Without ``claim_changes`` the delivery counts as claimed even
+        when another delivery ran the same change before. ``fields`` go on the
+        lock's log lines.
         """
         lock = self.entity_locks.lock_for(event) if lock_entity else None
         claims = change_keys(event) if claim_changes else []

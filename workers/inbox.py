@@ -286,7 +286,6 @@ class InboxMover:
                     REJECTED_KEY,
                 )
                 rejected.append(raw)
-                template = DeliveryJobTemplate(self.queue)
                 continue
             job_keys.append(job_key)
             job_args.extend([packed, entry.job_id])
