@@ -210,6 +210,25 @@ def test_large_description_parses():
     assert len(parse(payload).data["description_html"]) == 400_007
 
 
+@pytest.mark.parametrize(
+    "estimate", [2.5, 3, "4d3c2b1a-0000-4000-8000-0000000000e5", None]
+)
+def test_estimate_point_number_or_uuid(estimate):
+    payload = fixture("issue.updated")
+    payload["data"]["estimate_point"] = estimate
+
+    assert parse(payload).data["estimate_point"] == estimate
+
+
+@pytest.mark.parametrize("estimate", ["high", True, {"id": 1}])
+def test_estimate_point_other_rejected(estimate):
+    payload = fixture("issue.updated")
+    payload["data"]["estimate_point"] = estimate
+
+    with pytest.raises(EventParseError, match="estimate_point"):
+        parse(payload)
+
+
 def test_entity_id_must_be_uuid():
     payload = fixture("issue.created")
     payload["data"]["id"] = "42"

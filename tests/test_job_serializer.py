@@ -4,7 +4,9 @@ Covers the serializer-mismatch regression case: JSON jobs that ``rq info`` and
 ``Job.fetch`` read, raw bodies that survive byte for byte, and bytes refused.
 """
 
+import dataclasses
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 from scripts.procfile import read_procfile
 from shared import queues
 from shared.errors import JobArgumentError
+from tests.conftest import make_installation
+from tests.delivery_flow import worker_context
 from workers.pool import PlaneWorker
 
 BODY_B = (Path(__file__).parent / "fixtures" / "cases" / "body-b.json").read_bytes()
@@ -93,3 +97,29 @@ def test_raw_bytes_are_refused(redis_conn, value):
         )
 
     assert queue.count == 0
+
+
+def test_delivery_job_runs_body_b(redis_url, redis_conn, standin):
+    context = worker_context(redis_url, redis_conn, standin)
+    workspace_id = json.loads(BODY_B)["workspace_id"]
+    context.store.save(
+        dataclasses.replace(make_installation(), workspace_id=workspace_id)
+    )
+    work_items = []
+
+    @context.registry.on("issue", "updated")
+    def record(event, plane):
+        work_items.append(event.data["id"])
+
+    queue = queues.get_queue(queues.DELIVERY_QUEUE, redis_conn)
+    job = queues.enqueue(
+        queue,
+        queues.DELIVERY_JOB,
+        args=(queues.encode_body(BODY_B), "5c0d1e2f-0000-4000-8000-000000001101", 0.0),
+        description="case body b",
+        job_timeout=30,
+    )
+    PlaneWorker([queue], connection=redis_conn).work(burst=True)
+
+    assert job.get_status(refresh=True).value == "finished"
+    assert work_items == [json.loads(BODY_B)["data"]["id"]]

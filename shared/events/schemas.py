@@ -59,6 +59,26 @@ class IdOrObject(fields.Field):
         return value
 
 
+class EstimatePoint(fields.Field):
+    """A work item's estimate: the id of an estimate point, or the value itself.
+
+    Plane's current versions send the estimate point's UUID. Payloads from older
+    versions, and the sample deliveries this project is tested with, carry a
+    number such as 2.5.
+    """
+
+    default_error_messages = {"invalid": "Not a UUID or a number."}
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, int | float):
+            return value
+        if isinstance(value, str) and _is_uuid(value):
+            return value
+        raise self.make_error("invalid")
+
+
 # Entity fields have no load default: a key Plane left out stays out, so a
 # deletion's data is {"id": ...} and not a record full of nulls.
 def _id() -> UUIDString:
@@ -125,7 +145,7 @@ class WorkItemSchema(_Entity):
     start_date = _text()
     target_date = _text()
     parent = _id()
-    estimate_point = _id()
+    estimate_point = EstimatePoint(allow_none=True)
     type = _id()
     external_source = _text()
     external_id = _text()
