@@ -7,9 +7,9 @@ delivery id, all or nothing: a crash between "seen" and "stored" cannot drop an
 event, and two copies arriving together cannot both get through.
 
 The web process stores only the raw body and a short header, in one round
-trip like a single ``LPUSH``. The worker pool's inbox mover (``workers.inbox``) turns
-inbox entries into RQ jobs, with the job id chosen here, so the delivery log and
-the duplicate responses can name the job before it exists.
+trip like a single ``LPUSH``. The worker pool's inbox mover (``workers.inbox``)
+turns inbox entries into RQ jobs, with the job id chosen here, so the delivery
+log and the duplicate responses can name the job before it exists.
 """
 
 import hashlib
