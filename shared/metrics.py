@@ -263,9 +263,17 @@ def _start_flusher_once() -> None:
 
 
 def _flush_forever() -> None:
+    """Flush every FLUSH_INTERVAL_SECONDS; any failure loses one batch, not the thread.
+
+    redis-py can raise other errors than RedisError, such as an AttributeError
+    when the connection is closed under a running pipeline.
+    """
     while True:
         time.sleep(FLUSH_INTERVAL_SECONDS)
-        flush()
+        try:
+            flush()
+        except Exception:
+            logger.exception("metrics flush failed; the next flush tries again")
 
 
 def _warn_rarely(error: redis.RedisError) -> None:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -269,3 +270,24 @@ def test_flush_sums_writes_per_field(redis_url, redis_conn):
     assert float(durations[b'["h"]|sum']) == pytest.approx(20.0)
     # One command per hash field: the counter, 9 buckets, count and sum.
     assert len(sent) == 12
+
+
+# The SystemExit that ends the flusher thread is reported as a thread exception.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_flusher_survives_unexpected_error(monkeypatch):
+    calls = []
+
+    def flaky_flush() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise AttributeError("connection closed under the pipeline")
+        raise SystemExit  # ends the thread once the second flush has run
+
+    monkeypatch.setattr(metrics, "FLUSH_INTERVAL_SECONDS", 0.01)
+    monkeypatch.setattr(metrics, "flush", flaky_flush)
+    flusher = threading.Thread(target=metrics._flush_forever)
+    flusher.start()
+    flusher.join(timeout=5)
+
+    assert calls == [0, 1]
+    assert not flusher.is_alive()
